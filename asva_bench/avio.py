@@ -1,0 +1,312 @@
+"""Audio/video file I/O: probing, decoding protocol clips, writing mp4 clips.
+
+Video frames are read with decord (fast random access, per-frame timestamps),
+falling back to PyAV where decord cannot open a file. Audio is read with
+PyAV because we need the timestamp of every decoded sample: AAC streams carry
+1024 priming samples (PROTOCOL.md section 11) and only the packet/frame
+timestamps tell where sample 0 of the real signal is.
+
+Writing uses PyAV (libx264 yuv420p at default settings like torchvision's
+``write_video``, AAC audio) to a temporary name that is renamed at the end,
+so a killed writer never leaves a file a reader would accept.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .protocol import PAPER, ProtocolConfig, ProtocolError, audio_window, clip_start_times, \
+    select_frame_indices, spatial_transform
+
+
+class MediaError(IOError):
+    """A media file that cannot be used; the message names the file and the fix."""
+
+
+# --------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------
+def temp_path_for(path: Path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary sibling path; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def is_temp_file(path) -> bool:
+    return Path(path).name.startswith(".") and ".tmp-" in Path(path).name
+
+
+# --------------------------------------------------------------------------
+# Probing and reading
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    video_duration: float
+    audio_duration: float  # 0.0 when there is no audio stream
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    has_audio: bool
+    audio_sample_rate: int
+
+
+def _open_av(path):
+    import av
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: file not found; check the dataset root and split files")
+    try:
+        return av.open(str(path))
+    except Exception as e:  # av.error.InvalidDataError and friends
+        raise MediaError(f"{path}: cannot open as a video container ({e}); "
+                         "the file is corrupt or truncated: re-download or re-encode it") from e
+
+
+def probe(path) -> MediaInfo:
+    """Durations and stream facts, from container metadata and decoded timestamps."""
+    with _open_av(path) as c:
+        if not c.streams.video:
+            raise MediaError(f"{path}: no video stream; remove it from the split file")
+        vs = c.streams.video[0]
+        fps = float(vs.average_rate or vs.guessed_rate or 0.0)
+        n = int(vs.frames or 0)
+        vdur = float(vs.duration * vs.time_base) if vs.duration else float(c.duration or 0) / 1e6
+        has_audio = bool(c.streams.audio)
+        adur, asr = 0.0, 0
+        if has_audio:
+            a = c.streams.audio[0]
+            asr = int(a.sample_rate or a.codec_context.sample_rate or 0)
+            if a.duration:
+                adur = float(a.duration * a.time_base)
+                # the container duration of AAC includes the priming samples
+                if a.start_time is not None and a.start_time < 0:
+                    adur += float(a.start_time * a.time_base)
+            else:
+                adur = float(c.duration or 0) / 1e6
+        return MediaInfo(str(path), vdur, adur, fps, n, vs.width, vs.height, has_audio, asr)
+
+
+def read_audio(path) -> tuple[torch.Tensor, int]:
+    """Decode the first audio stream to mono float32, sample 0 at time 0.
+
+    Samples the decoder returns with negative timestamps (AAC priming that
+    the container's edit list did not remove) are dropped, so sample k has
+    timestamp k / sample_rate whatever the library version does.
+    """
+    with _open_av(path) as c:
+        if not c.streams.audio:
+            raise MediaError(f"{path}: no audio stream; ASVA needs the audio track "
+                             "(re-mux the original audio or drop the file from the split)")
+        st = c.streams.audio[0]
+        chunks, first_time, sr = [], None, None
+        try:
+            for frame in c.decode(st):
+                arr = frame.to_ndarray()
+                if arr.dtype.kind == "i":
+                    arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+                if frame.format.is_planar:
+                    arr = arr.reshape(len(frame.layout.channels), -1)
+                else:  # packed: [1, samples * channels]
+                    arr = arr.reshape(-1, len(frame.layout.channels)).T
+                sr = frame.sample_rate
+                if first_time is None:
+                    first_time = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                chunks.append(arr.astype(np.float32).mean(0))
+        except Exception as e:
+            raise MediaError(f"{path}: audio stream is corrupt ({e}); re-encode the file") from e
+        if not chunks:
+            raise MediaError(f"{path}: audio stream decodes to no samples; re-encode the file")
+        wav = np.concatenate(chunks)
+        declared = float(st.duration * st.time_base) if st.duration else None
+        if first_time and first_time < 0:
+            wav = wav[int(round(-first_time * sr)):]
+        elif first_time and first_time > 0:
+            wav = np.concatenate([np.zeros(int(round(first_time * sr)), np.float32), wav])
+        if declared and st.start_time is not None and st.start_time < 0:
+            declared += float(st.start_time * st.time_base)
+        if declared and declared > 0:
+            # the decoder also returns the encoder's final padding: cut to the
+            # stream's declared duration
+            wav = wav[:int(round(declared * sr))]
+        return torch.from_numpy(np.ascontiguousarray(wav)), int(sr)
+
+
+class VideoFrames:
+    """Random access to a video's frames with their presentation timestamps."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise MediaError(f"{self.path}: file not found; check the dataset root and split files")
+        self._vr = None
+        self._frames = None
+        try:
+            import decord
+            self._vr = decord.VideoReader(str(self.path), num_threads=1)
+            self.timestamps = self._vr.get_frame_timestamp(range(len(self._vr)))[:, 0].astype(np.float64)
+        except Exception:
+            self._vr = None
+            self._decode_with_pyav()
+        if len(self.timestamps) == 0:
+            raise MediaError(f"{self.path}: video stream has no decodable frames; re-encode it")
+
+    def _decode_with_pyav(self):
+        frames, ts = [], []
+        with _open_av(self.path) as c:
+            if not c.streams.video:
+                raise MediaError(f"{self.path}: no video stream; remove it from the split file")
+            try:
+                for f in c.decode(video=0):
+                    frames.append(f.to_ndarray(format="rgb24"))
+                    ts.append(float(f.pts * f.time_base) if f.pts is not None else len(ts))
+            except Exception as e:
+                if not frames:
+                    raise MediaError(f"{self.path}: video stream is corrupt ({e}); re-encode it") from e
+        order = np.argsort(ts, kind="stable")
+        self._frames = np.stack([frames[i] for i in order]) if frames else np.zeros((0, 1, 1, 3), np.uint8)
+        self.timestamps = np.asarray(ts, np.float64)[order]
+
+    def __len__(self):
+        return len(self.timestamps)
+
+    @property
+    def duration(self) -> float:
+        # last timestamp plus one frame period
+        if len(self.timestamps) > 1:
+            return float(self.timestamps[-1] + np.median(np.diff(self.timestamps)))
+        return float(self.timestamps[-1]) if len(self.timestamps) else 0.0
+
+    def get(self, indices) -> np.ndarray:
+        """uint8 [N, H, W, 3]."""
+        indices = np.asarray(indices, np.int64)
+        if self._frames is not None:
+            return self._frames[indices]
+        uniq, inv = np.unique(indices, return_inverse=True)
+        try:
+            got = self._vr.get_batch(list(map(int, uniq))).asnumpy()
+        except Exception as e:
+            raise MediaError(f"{self.path}: frames {uniq.tolist()} cannot be decoded ({e}); "
+                             "the file is truncated or corrupt: re-encode it") from e
+        return got[inv]
+
+
+@dataclass
+class DecodedClip:
+    """One protocol clip: frames [T,3,H,W] float in [0,1], audio [samples], its start time."""
+    frames: torch.Tensor
+    audio: torch.Tensor
+    start: float
+    frame_indices: np.ndarray
+
+
+def decode_protocol_clips(path, cfg: ProtocolConfig = PAPER, starts=None) -> list[DecodedClip]:
+    """Decode a video once and cut the protocol's test clips from it."""
+    path = Path(path)
+    vf = VideoFrames(path)
+    wav, sr = read_audio(path)
+    if starts is None:
+        try:
+            starts = clip_start_times(vf.duration, len(wav) / sr, cfg, source=str(path))
+        except ProtocolError as e:
+            raise MediaError(str(e)) from e
+    clips = []
+    for s in starts:
+        idx = select_frame_indices(vf.timestamps, s, cfg)
+        frames = spatial_transform(vf.get(idx), cfg)
+        clips.append(DecodedClip(frames, audio_window(wav, sr, s, cfg), float(s), idx))
+    return clips
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+def to_uint8_frames(frames) -> np.ndarray:
+    """float [T,3,H,W] in [0,1] or uint8 [T,H,W,3] -> uint8 [T,H,W,3]."""
+    if torch.is_tensor(frames):
+        frames = frames.detach().cpu()
+        if frames.dtype != torch.uint8:
+            frames = (frames.float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return np.ascontiguousarray(frames.numpy())
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(arr)
+
+
+def write_clip(path, frames, fps: float, audio=None, sample_rate: int = 16000,
+               lossless: bool = False, preset: str | None = None) -> Path:
+    """Write an mp4 (h264 yuv420p + AAC mono) atomically.
+
+    Default settings follow torchvision's write_video (libx264 defaults), which
+    the paper's numbers were made with; ``lossless`` uses crf 0 (part of the
+    run fingerprint). ``preset`` is only for the synthetic-data builder.
+    """
+    import av
+    from fractions import Fraction
+    path = Path(path)
+    rgb = to_uint8_frames(frames)
+    T, H, W, _ = rgb.shape
+    if H % 2 or W % 2:
+        raise ValueError(f"{path}: yuv420p needs even frame sizes, got {W}x{H}")
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as c:
+            opts = {}
+            if lossless:
+                opts["crf"] = "0"
+            if preset:
+                opts["preset"] = preset
+            vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=opts)
+            vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+            a_stream = None
+            if audio is not None:
+                a_stream = c.add_stream("aac", rate=int(sample_rate))
+                a_stream.layout = "mono"
+            for i in range(T):
+                for p in vs.encode(av.VideoFrame.from_ndarray(rgb[i], format="rgb24")):
+                    c.mux(p)
+            for p in vs.encode():
+                c.mux(p)
+            if a_stream is not None:
+                a = to_mono_np(audio)
+                af = av.AudioFrame.from_ndarray(a[None, :], format="flt", layout="mono")
+                af.sample_rate, af.pts = int(sample_rate), 0
+                for p in a_stream.encode(af):
+                    c.mux(p)
+                for p in a_stream.encode(None):
+                    c.mux(p)
+    return path
+
+
+def to_mono_np(audio) -> np.ndarray:
+    a = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio)
+    a = a.astype(np.float32)
+    if a.ndim == 2:
+        a = a.mean(0)
+    return np.ascontiguousarray(np.clip(a, -1.0, 1.0))

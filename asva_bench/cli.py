@@ -1,0 +1,215 @@
+"""`asva-bench` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _emit(args, obj: dict, human: str) -> None:
+    """--json: exactly one JSON object on stdout; otherwise the human text."""
+    if getattr(args, "json", False):
+        print(json.dumps(obj, sort_keys=True, default=str))
+    else:
+        print(human)
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+def cmd_models(args) -> int:
+    from .adapters import adapter_registry, get_adapter_class
+    rows = []
+    for name, target in adapter_registry().items():
+        try:
+            cls = get_adapter_class(target)
+            rows.append({"name": name, "adapter": target, "inputs": list(cls.inputs),
+                         "arguments": cls.argument_names(), "description": cls.description})
+        except Exception as e:  # an installed plugin that fails to import is reported, not hidden
+            rows.append({"name": name, "adapter": target, "error": str(e)})
+    lines = ["models (use with: asva-bench run --model NAME, or --model module:Class):"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"  {r['name']:<12} {r['adapter']}  [cannot load: {r['error']}]")
+        else:
+            extra = f" args: {', '.join(r['arguments'])}" if r["arguments"] else ""
+            lines.append(f"  {r['name']:<12} inputs: {'+'.join(r['inputs']):<16} {r['description']}{extra}")
+    _emit(args, {"models": rows}, "\n".join(lines))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# datasets
+# ---------------------------------------------------------------------------
+def cmd_datasets_list(args) -> int:
+    from .datasets import DATASETS
+    rows = [{"name": n, "description": s.description, "expected_counts": s.expected_counts,
+             "env_var": s.env_var, "default_root": s.default_root, "layout": s.layout}
+            for n, s in DATASETS.items()]
+    lines = ["datasets (use with: asva-bench run --dataset NAME [--root DIR]):"]
+    for r in rows:
+        lines.append(f"  {r['name']:<16} {r['description']}  (root: --root or ${r['env_var']})")
+    _emit(args, {"datasets": rows}, "\n".join(lines))
+    return 0
+
+
+def cmd_datasets_check(args) -> int:
+    from .datasets import get_dataset
+    from .datasets.check import check_dataset
+    spec = get_dataset(args.name)
+    manifest = spec.load(args.root)
+    rep = check_dataset(spec, manifest, progress=not args.json)
+    d = rep.to_dict()
+    lines = [f"{spec.name} at {manifest.root}"]
+    for split, classes in sorted(rep.counts.items()):
+        exp = rep.expected_counts.get(split)
+        lines.append(f"  {split}: {sum(classes.values())} videos in {len(classes)} classes"
+                     + (f" (expected {exp})" if exp is not None else ""))
+        for c, n in sorted(classes.items()):
+            lines.append(f"    {c:<28} {n}")
+    lines.append("OK" if rep.ok else f"{len(rep.problems)} problem(s):")
+    lines += [f"  {p['file']}: {p['problem']}" for p in rep.problems]
+    _emit(args, d, "\n".join(lines))
+    return 0 if rep.ok else 1
+
+
+def cmd_datasets_make(args) -> int:
+    from .datasets import get_dataset
+    if args.name != "synth":
+        get_dataset(args.name)  # did-you-mean for typos
+        print(f"error: only 'synth' can be made; '{args.name}' is a real dataset you supply "
+              "(see `asva-bench datasets`)", file=sys.stderr)
+        return 2
+    from .datasets.synth import SYNTH, make_synth
+    root = Path(args.root) if args.root else SYNTH.resolve_default()
+    path = make_synth(root, seed=args.seed, videos_per_class=args.videos_per_class,
+                      progress=not args.json)
+    _emit(args, {"dataset": "synth", "root": str(path)}, f"synth written to {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------
+def _load_manifest(dataset: str, root):
+    from .datasets import get_dataset
+    spec = get_dataset(dataset)
+    if dataset == "synth" and root is None:
+        from .datasets.synth import ensure_synth
+        root = ensure_synth()
+    return spec, spec.load(root)
+
+
+def default_run_dir(dataset: str, profile: str, adapter) -> Path:
+    from .provenance import stable_hash
+    cfg = adapter.config()
+    tag = adapter.name + (f"-{stable_hash(cfg, 8)}" if cfg else "")
+    return Path("runs") / f"{dataset}-{profile}" / tag
+
+
+def cmd_run(args) -> int:
+    from .adapters import adapter_registry, build_adapter
+    from .generation import RunSpec, run_generation
+    from .profiles import check_profile, default_profile, protocol_for
+
+    profile = check_profile(args.profile or default_profile(args.dataset))
+    adapter = build_adapter(args.model, args.model_arg)
+    target = args.model if ":" in args.model else adapter_registry().get(args.model)
+    spec_ds, manifest = _load_manifest(args.dataset, args.root)
+    protocol = protocol_for(spec_ds.protocol, profile)
+    out = Path(args.out) if args.out else default_run_dir(args.dataset, profile, adapter)
+    spec = RunSpec(adapter=adapter, adapter_target=target, manifest=manifest, split=args.split,
+                   profile=profile, protocol=protocol, seed=args.seed, limit=args.limit,
+                   lossless=args.lossless)
+    record = run_generation(spec, out, skip_bad=args.skip_bad, device=args.device,
+                            progress=not args.json)
+    c = record.get("clips", {})
+    note = ("Scoring is not part of this release yet: `run` ends after generation.")
+    human = (f"{c.get('generated')}/{c.get('expected')} clips in {out / 'videos'} "
+             f"({record.get('status')}); manifest: {out / 'run.json'}\n{note}")
+    if c.get("skipped_inputs"):
+        human += f"\nskipped {len(c['skipped_inputs'])} bad input video(s): listed in run.json"
+    import torch.distributed as dist
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        _emit(args, {"run_dir": str(out), "run": record, "scored": False}, human)
+    return 0 if record.get("status") == "complete" else 1
+
+
+# ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="asva-bench",
+        description="Benchmark for Audio-Synchronized Visual Animation (image + audio -> video).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    m = sub.add_parser("models", help="list model adapters")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("datasets", help="list, check or make datasets")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_datasets_list)
+    dsub = d.add_subparsers(dest="datasets_command", metavar="ACTION")
+    dc = dsub.add_parser("check", help="verify a dataset root against its expected layout and counts")
+    dc.add_argument("name")
+    dc.add_argument("--root", help="dataset folder (default: the dataset's environment variable)")
+    dc.add_argument("--json", action="store_true")
+    dc.set_defaults(func=cmd_datasets_check)
+    dm = dsub.add_parser("make", help="build the synthetic dataset")
+    dm.add_argument("name", help="only 'synth'")
+    dm.add_argument("--root", help="output folder (default: $ASVA_SYNTH_ROOT or the cache)")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--videos-per-class", type=int, default=100)
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_datasets_make)
+
+    r = sub.add_parser("run", help="generate (and score) a model's clips on a dataset's test protocol")
+    r.add_argument("--model", required=True, help="adapter name (see `asva-bench models`) or module:Class")
+    r.add_argument("--dataset", required=True, help="dataset name (see `asva-bench datasets`)")
+    r.add_argument("--root", help="dataset folder (default: the dataset's environment variable; "
+                                  "synth is built automatically)")
+    r.add_argument("--out", help="run folder (default: runs/<dataset>-<profile>/<model>)")
+    r.add_argument("--profile", choices=["paper", "mini"],
+                   help="paper (published networks) or mini (embedded CPU world); "
+                        "default: mini for synth, paper otherwise")
+    r.add_argument("--split", default="test")
+    r.add_argument("--seed", type=int, default=0, help="run seed; per-clip seeds derive from it")
+    r.add_argument("--limit", type=int, help="only the first N test videos (a reduced protocol, recorded)")
+    r.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter argument, repeatable (e.g. eta=4)")
+    r.add_argument("--skip-bad", action="store_true",
+                   help="count and list unreadable input videos instead of stopping")
+    r.add_argument("--lossless", action="store_true",
+                   help="write clips with lossless h264 (part of the fingerprint; the paper used the default)")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .adapters import AdapterError
+    from .avio import MediaError
+    from .datasets import DatasetError
+    from .generation import RunFolderError
+    from .registry import UnknownNameError
+    try:
+        return int(args.func(args) or 0)
+    except (AdapterError, MediaError, DatasetError, RunFolderError, UnknownNameError, ValueError) as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(e), "type": type(e).__name__}))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

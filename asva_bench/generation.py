@@ -1,0 +1,212 @@
+"""The generation stage of `asva-bench run`: test clips -> adapter -> clip files.
+
+Resumable per clip (a clip file exists only once it is complete, thanks to
+atomic writes), sharded across ranks under torchrun, with a run manifest
+that records everything that produced the clips.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import distributed as D
+from .adapters import Adapter, AdapterError, ClipBatch, validate_output
+from .avio import MediaError, atomic_write_text, decode_protocol_clips, write_clip
+from .datasets import Manifest, VideoEntry
+from .protocol import ProtocolConfig, waveforms_to_mel
+from .provenance import clip_seed, git_revision, package_versions, utc_now
+
+RUN_SCHEMA = "asva-bench/run/v1"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that holds a different run, or a broken one."""
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    entry: VideoEntry
+    index: int  # 0..clips_per_video-1
+
+    @property
+    def clip_id(self) -> str:
+        return f"{self.entry.class_name}/{self.entry.stem}_clip-{self.index:02d}"
+
+
+def clip_relpath(clip_id: str) -> str:
+    return f"videos/{clip_id}.mp4"
+
+
+def plan_clips(entries: list[VideoEntry], cfg: ProtocolConfig) -> list[ClipJob]:
+    return [ClipJob(e, i) for e in entries for i in range(cfg.clips_per_video)]
+
+
+@dataclass
+class RunSpec:
+    """Everything that identifies a generation run (compared on resume)."""
+    adapter: Adapter
+    adapter_target: str
+    manifest: Manifest
+    split: str
+    profile: str
+    protocol: ProtocolConfig
+    seed: int = 0
+    limit: int | None = None
+    lossless: bool = False
+
+    def identity(self) -> dict:
+        return {
+            "model": {"name": self.adapter.name, "adapter": self.adapter_target,
+                      "config": self.adapter.config(), "first_frame": self.adapter.first_frame},
+            "dataset": {"name": self.manifest.dataset, "split": self.split,
+                        "root": self.manifest.root,
+                        "manifest_hash": self.manifest.hash(self.split),
+                        "limit": self.limit},
+            "profile": self.profile,
+            "protocol": {**self.protocol.to_dict(), "fingerprint": self.protocol.fingerprint()},
+            "encoding": {"codec": "libx264", "pix_fmt": "yuv420p", "lossless": self.lossless,
+                         "audio": "aac", "audio_source": "ground truth"},
+            "seeds": {"run_seed": self.seed, "clip_seed_rule": "sha256('<run_seed>:<clip_id>')[:8] & (2^63-1)"},
+        }
+
+
+def _entries(spec: RunSpec) -> list[VideoEntry]:
+    entries = sorted(spec.manifest.split(spec.split), key=lambda e: e.rel_path)
+    if not entries:
+        raise RunFolderError(f"dataset '{spec.manifest.dataset}' at {spec.manifest.root} has no "
+                             f"'{spec.split}' videos; check its {spec.split}.txt")
+    return entries[:spec.limit] if spec.limit else entries
+
+
+def _check_or_write_manifest(out: Path, spec: RunSpec, rank: int) -> dict:
+    path = out / "run.json"
+    ident = spec.identity()
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunFolderError(f"{path} is not valid JSON ({e}); delete the run folder or use another --out") from e
+        diffs = [k for k in ident if old.get(k) != ident[k]]
+        if diffs:
+            raise RunFolderError(
+                f"{out} holds a different run (differs in: {', '.join(diffs)}); "
+                "use another --out, or delete the folder to start over")
+        return old
+    if rank == 0:
+        record = {"schema": RUN_SCHEMA, **ident, "status": "running", "created": utc_now()}
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True))
+        return record
+    return {}
+
+
+def _batches(jobs_by_video: dict, spec: RunSpec, skip_bad: bool, skipped: list):
+    """Decode each video once, yield ClipBatch-sized groups of (job, DecodedClip)."""
+    cfg = spec.protocol
+    bs = max(1, int(spec.adapter.batch_size))
+    pending = []
+    for entry, jobs in jobs_by_video.items():
+        try:
+            clips = decode_protocol_clips(entry.path, cfg)
+        except MediaError as e:
+            if not skip_bad:
+                raise MediaError(f"{e}\n(run with --skip-bad to count and list bad files instead "
+                                 "of stopping)") from e
+            skipped.append({"video": entry.rel_path, "error": str(e), "clips": [j.clip_id for j in jobs]})
+            continue
+        for job in jobs:
+            pending.append((job, clips[job.index]))
+            if len(pending) == bs:
+                yield pending
+                pending = []
+    if pending:
+        yield pending
+
+
+def _make_batch(group, spec: RunSpec) -> ClipBatch:
+    cfg = spec.protocol
+    audio = torch.stack([c.audio for _, c in group])
+    wants_video = "video" in spec.adapter.inputs
+    return ClipBatch(
+        first_frame=torch.stack([c.frames[0] for _, c in group]),
+        audio=audio,
+        mel=waveforms_to_mel(audio, cfg),
+        text=[j.entry.text for j, _ in group],
+        clip_ids=[j.clip_id for j, _ in group],
+        seeds=[clip_seed(spec.seed, j.clip_id) for j, _ in group],
+        protocol=cfg,
+        video=torch.stack([c.frames for _, c in group]) if wants_video else None,
+        class_names=[j.entry.class_name for j, _ in group],
+    )
+
+
+def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = "cpu",
+                   progress: bool = True) -> dict:
+    """Generate every missing clip of the run into ``out``; returns the run manifest."""
+    out = Path(out)
+    rank, world = D.init_from_env()
+    record = _check_or_write_manifest(out, spec, rank)
+    D.barrier()
+    if rank != 0:
+        record = json.loads((out / "run.json").read_text())
+
+    jobs = plan_clips(_entries(spec), spec.protocol)
+    missing = [j for j in jobs if not (out / clip_relpath(j.clip_id)).exists()]
+    D.barrier()  # every rank has listed the same missing clips before anyone writes
+    mine = D.shard(missing, rank, world)
+    by_video: dict = {}
+    for j in mine:
+        by_video.setdefault(j.entry, []).append(j)
+
+    t0 = time.perf_counter()
+    skipped: list = []
+    bar = tqdm(total=len(mine), desc=f"generate [{spec.adapter.name}]", unit="clip",
+               disable=not progress or rank != 0, dynamic_ncols=True)
+    if mine:
+        spec.adapter.setup(spec.protocol, device)
+    for group in _batches(by_video, spec, skip_bad, skipped):
+        batch = _make_batch(group, spec)
+        with torch.no_grad():
+            try:
+                raw = spec.adapter.generate(batch)
+            except AdapterError:
+                raise
+            except Exception as e:
+                raise AdapterError(f"adapter '{spec.adapter.name}' failed on clips "
+                                   f"{batch.clip_ids}: {type(e).__name__}: {e}") from e
+        frames = validate_output(spec.adapter, batch, raw)
+        for k, (job, clip) in enumerate(group):
+            write_clip(out / clip_relpath(job.clip_id), frames[k], spec.protocol.fps,
+                       audio=clip.audio, sample_rate=spec.protocol.sample_rate,
+                       lossless=spec.lossless)
+        bar.update(len(group))
+    bar.close()
+    elapsed = time.perf_counter() - t0
+
+    all_skipped = [s for part in D.all_gather_objects(skipped) for s in part]
+    times = D.all_gather_objects(elapsed)
+    D.barrier()
+    if rank == 0:
+        present = sum((out / clip_relpath(j.clip_id)).exists() for j in jobs)
+        prior = record.get("clips", {}).get("skipped_inputs", [])
+        seen = {s["video"] for s in all_skipped}
+        all_skipped += [s for s in prior if s["video"] not in seen]
+        record.update({
+            "clips": {"expected": len(jobs), "generated": present,
+                      "failed": len(jobs) - present, "skipped_inputs": all_skipped},
+            "versions": package_versions(),
+            "git_revision": git_revision(),
+            "timing_s": {"generate": round(max(times), 3)},
+            "launch": {"world_size": world, "device": device},
+            "status": "complete" if present == len(jobs) else "incomplete",
+            "finished": utc_now(),
+        })
+        atomic_write_text(out / "run.json", json.dumps(record, indent=2, sort_keys=True))
+    D.barrier()
+    return record

@@ -1,0 +1,38 @@
+"""Profiles: `paper` (the published networks and protocol) and `mini` (the
+embedded CPU world). A profile decides the protocol size a dataset is cut at.
+"""
+
+from __future__ import annotations
+
+from .protocol import MINI, ProtocolConfig
+
+PROFILES = ("paper", "mini")
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        import difflib
+        close = difflib.get_close_matches(profile, PROFILES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown profile '{profile}'.{hint} Known: {', '.join(PROFILES)}")
+    return profile
+
+
+def default_profile(dataset: str) -> str:
+    """`synth` is the embedded world and defaults to `mini`; real datasets to `paper`."""
+    return "mini" if dataset == "synth" else "paper"
+
+
+def protocol_for(dataset_protocol: ProtocolConfig, profile: str) -> ProtocolConfig:
+    """The protocol a dataset is cut at under a profile.
+
+    The mini profile keeps every timing parameter and scales the frame size
+    down to MINI's height (64), keeping the dataset's aspect ratio.
+    """
+    check_profile(profile)
+    if profile == "paper":
+        return dataset_protocol
+    scale = MINI.height / dataset_protocol.height
+    w = int(round(dataset_protocol.width * scale / 2)) * 2
+    name = MINI.name if w == MINI.width else f"mini-{MINI.height}x{w}"
+    return dataset_protocol.replace(name=name, height=MINI.height, width=w)

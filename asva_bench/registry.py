@@ -1,0 +1,47 @@
+"""Named registries with "did you mean" errors (lm-evaluation-harness style)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T, *, replace: bool = False) -> T:
+        key = name.lower()
+        if key in self._items and not replace and self._items[key] is not item:
+            raise ValueError(f"{self.kind} '{name}' is already registered")
+        self._items[key] = item
+        return item
+
+    def get(self, name: str) -> T:
+        key = name.lower()
+        if key not in self._items:
+            raise UnknownNameError(self.unknown_message(name))
+        return self._items[key]
+
+    def unknown_message(self, name: str) -> str:
+        known = sorted(self._items)
+        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown {self.kind} '{name}'.{hint} Known: {', '.join(known) or '(none)'}."
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def items(self):
+        return sorted(self._items.items())

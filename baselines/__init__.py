@@ -1,0 +1,1 @@
+"""Baseline adapters (installed as ``asva_bench.baselines``)."""

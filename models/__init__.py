@@ -1,0 +1,1 @@
+"""Reference models (installed as ``asva_bench.models``)."""
