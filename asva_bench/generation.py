@@ -152,6 +152,10 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
     out = Path(out)
     rank, world = D.init_from_env()
     record = _check_or_write_manifest(out, spec, rank)
+    if rank == 0 and (out / "videos").is_dir():
+        # leftovers of a killed writer: never accepted, so remove them
+        for stale in (out / "videos").rglob(".*.tmp-*"):
+            stale.unlink()
     D.barrier()
     if rank != 0:
         record = json.loads((out / "run.json").read_text())
@@ -209,4 +213,6 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
         })
         atomic_write_text(out / "run.json", json.dumps(record, indent=2, sort_keys=True))
     D.barrier()
+    if rank != 0:
+        record = json.loads((out / "run.json").read_text())
     return record
