@@ -1,0 +1,111 @@
+"""Metric base classes (torchmetrics.Metric): states reduce across processes.
+
+Two kinds: clip-level metrics keep one value per clip (mean = the metric,
+per-clip values go to scores.jsonl); set-level metrics (FID, FVD) keep the
+features of both sets. Both keep the video index of every row so confidence
+intervals can resample videos (bootstrap.py).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from . import bootstrap
+from .frechet import frechet_distance_from_features
+
+
+class AsvaMetric(Metric):
+    name: ClassVar[str] = ""
+    long_name: ClassVar[str] = ""     # encodes the protocol, e.g. "ia@frames2-12/cos"
+    scale: ClassVar[float] = 1.0      # paper reports x100 metrics multiplied by 100
+    needs: ClassVar[tuple[str, ...]] = ()  # feature kinds the scorer must provide
+    full_state_update = False
+
+    def summary(self, replicates: int = bootstrap.DEFAULT_REPLICATES) -> dict:
+        raise NotImplementedError
+
+
+class ClipMetric(AsvaMetric):
+    """Mean over clips of a per-clip value."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+        self.add_state("videos", default=[], dist_reduce_fx="cat")
+
+    def _add(self, values: torch.Tensor, video_index) -> None:
+        values = torch.as_tensor(values, dtype=torch.float64).flatten()
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{self.name}: non-finite per-clip values; a backbone produced NaN/inf")
+        self.values.append(values)
+        self.videos.append(torch.as_tensor(video_index, dtype=torch.long).flatten())
+
+    def per_clip(self) -> np.ndarray:
+        return (_cat(self.values) * self.scale).numpy()
+
+    def video_index(self) -> np.ndarray:
+        return _cat(self.videos).numpy()
+
+    def compute(self) -> torch.Tensor:
+        return _cat(self.values).mean() * self.scale
+
+    def summary(self, replicates: int = bootstrap.DEFAULT_REPLICATES) -> dict:
+        v, vid = self.per_clip(), self.video_index()
+        lo, hi = bootstrap.bootstrap_mean(v, vid, replicates)
+        return {"mean": float(v.mean()), "ci_low": lo, "ci_high": hi,
+                "higher_is_better": bool(self.higher_is_better), "scale": self.scale,
+                "n_clips": int(len(v)), "long_name": self.long_name}
+
+
+class FrechetMetric(AsvaMetric):
+    """Frechet distance between generated and ground-truth feature sets."""
+    higher_is_better = False
+    bootstrap_replicates: ClassVar[int] = 200  # each replicate is a full Frechet distance
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        for s in ("fake", "real", "fake_videos", "real_videos"):
+            self.add_state(s, default=[], dist_reduce_fx="cat")
+
+    def update(self, fake: torch.Tensor, real: torch.Tensor, fake_videos, real_videos) -> None:
+        self.fake.append(torch.as_tensor(fake, dtype=torch.float64).flatten(1))
+        self.real.append(torch.as_tensor(real, dtype=torch.float64).flatten(1))
+        self.fake_videos.append(torch.as_tensor(fake_videos, dtype=torch.long).flatten())
+        self.real_videos.append(torch.as_tensor(real_videos, dtype=torch.long).flatten())
+
+    def compute(self) -> torch.Tensor:
+        return torch.tensor(frechet_distance_from_features(_cat(self.fake).numpy(), _cat(self.real).numpy()),
+                            dtype=torch.float64)
+
+    def summary(self, replicates: int | None = None) -> dict:
+        fake, real = _cat(self.fake).numpy(), _cat(self.real).numpy()
+        fv, rv = _cat(self.fake_videos).numpy(), _cat(self.real_videos).numpy()
+        value = frechet_distance_from_features(fake, real)
+        # resample videos; a drawn video contributes its rows to both sets
+        videos = np.unique(np.concatenate([fv, rv]))
+        f_rows = {v: np.flatnonzero(fv == v) for v in videos}
+        r_rows = {v: np.flatnonzero(rv == v) for v in videos}
+
+        def stat(drawn: np.ndarray) -> float:
+            vids = videos[drawn]
+            return frechet_distance_from_features(
+                fake[np.concatenate([f_rows[v] for v in vids])],
+                real[np.concatenate([r_rows[v] for v in vids])])
+
+        n = replicates or self.bootstrap_replicates
+        lo, hi = bootstrap.bootstrap_statistic(stat, np.arange(len(videos)), n)
+        return {"mean": value, "ci_low": lo, "ci_high": hi, "higher_is_better": False,
+                "scale": self.scale, "n_rows": int(len(fv)), "n_videos": int(len(videos)),
+                "long_name": self.long_name}
+
+
+def _cat(xs) -> torch.Tensor:
+    if isinstance(xs, torch.Tensor):
+        return xs.cpu()
+    if not xs:
+        raise ValueError("metric has no data: update() was never called")
+    return torch.cat([x.cpu() for x in xs])

@@ -1,0 +1,48 @@
+"""RelSync and AlignSync (PROTOCOL.md section 3).
+
+RelSync(a, v_hat, v) = exp(phi(a, v_hat)) / (exp(phi(a, v)) + exp(phi(a, v_hat)))
+                     = sigmoid(phi(a, v_hat) - phi(a, v)),  phi = raw sync logit.
+P_Align = mean_k exp(c(a, v_hat_k)) / (exp(c(a, v_hat_k)) + exp(c(a, v_1))), k = 2..12,
+c = image-audio cosine (not x100), v_1 = the ground-truth first frame.
+AlignSync = P_Align * RelSync per clip, then averaged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .alignment import frame_cosines
+from .base import ClipMetric
+
+
+def relsync(phi_gen: torch.Tensor, phi_gt: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(phi_gen.double() - phi_gt.double())
+
+
+def p_align(frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
+    c_k = frame_cosines(frame_emb, audio_emb)                              # [B, K]
+    c_1 = frame_cosines(first_frame_emb.unsqueeze(1), audio_emb)           # [B, 1]
+    return torch.sigmoid(c_k - c_1).mean(1)
+
+
+class RelSync(ClipMetric):
+    name = "relsync"
+    long_name = "relsync@sigmoid(phi_gen-phi_gt)-x100"
+    scale = 100.0
+    higher_is_better = True
+    needs = ("sync_logit",)
+
+    def update(self, phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index) -> None:
+        self._add(relsync(phi_gen, phi_gt), video_index)
+
+
+class AlignSync(ClipMetric):
+    name = "alignsync"
+    long_name = "alignsync@palign(frames2-12)*relsync-x100"
+    scale = 100.0
+    higher_is_better = True
+    needs = ("sync_logit", "vision_embedding", "audio_embedding")
+
+    def update(self, frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor,
+               phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index) -> None:
+        self._add(p_align(frame_emb, first_frame_emb, audio_emb) * relsync(phi_gen, phi_gt), video_index)
