@@ -127,15 +127,73 @@ def cmd_run(args) -> int:
     record = run_generation(spec, out, skip_bad=args.skip_bad, device=args.device,
                             progress=not args.json)
     c = record.get("clips", {})
-    note = ("Scoring is not part of this release yet: `run` ends after generation.")
     human = (f"{c.get('generated')}/{c.get('expected')} clips in {out / 'videos'} "
-             f"({record.get('status')}); manifest: {out / 'run.json'}\n{note}")
+             f"({record.get('status')}); manifest: {out / 'run.json'}")
     if c.get("skipped_inputs"):
         human += f"\nskipped {len(c['skipped_inputs'])} bad input video(s): listed in run.json"
-    import torch.distributed as dist
-    if not dist.is_initialized() or dist.get_rank() == 0:
-        _emit(args, {"run_dir": str(out), "run": record, "scored": False}, human)
+    results = None
+    if not args.no_score:
+        if record.get("status") != "complete":
+            human += "\nnot scored: the run is incomplete (see --skip-bad); `asva-bench score --allow-incomplete` scores what is there"
+        else:
+            results = _score(args, out, allow_incomplete=False)
+            if results:
+                human += "\n" + _results_text(results, out)
+    if _is_rank0():
+        _emit(args, {"run_dir": str(out), "run": record, "results": results}, human)
     return 0 if record.get("status") == "complete" else 1
+
+
+def _is_rank0() -> bool:
+    import torch.distributed as dist
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _score(args, run_dir, allow_incomplete=None):
+    from .evaluators import load_suite
+    from .scoring import ScoreOptions, load_run, score_run
+    record = load_run(Path(run_dir))
+    suite = load_suite(record["profile"], device=args.device)
+    metrics = tuple(m.strip() for m in args.metrics.split(",")) if getattr(args, "metrics", None) else None
+    opts = ScoreOptions(progress=not args.json, device=args.device,
+                        allow_incomplete=getattr(args, "allow_incomplete", False) if allow_incomplete is None else allow_incomplete,
+                        allow_dataset_change=getattr(args, "allow_dataset_change", False))
+    if metrics:
+        from .metrics import METRICS
+        for m in metrics:
+            METRICS.get(m)
+        opts.metrics = metrics
+    return score_run(run_dir, suite, opts)
+
+
+def _results_text(results: dict, run_dir) -> str:
+    from .results import LABELS
+    lines = [f"{results['model']['name']} on {results['dataset']['name']} ({results['profile']} profile, "
+             f"{results['clips']['scored']}/{results['clips']['expected']} clips):"]
+    for m, s in results["metrics"].items():
+        arrow = "higher is better" if s["higher_is_better"] else "lower is better"
+        lines.append(f"  {LABELS.get(m, m):<10} {s['mean']:9.2f}  95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  ({arrow})")
+    lines.append(f"results: {Path(run_dir) / 'results.json'}  per clip: {Path(run_dir) / 'scores.jsonl'}")
+    return "\n".join(lines)
+
+
+def cmd_score(args) -> int:
+    results = _score(args, args.run_dir)
+    if _is_rank0():
+        _emit(args, results, _results_text(results, args.run_dir))
+    return 0
+
+
+def cmd_results_table(args) -> int:
+    from .results import formatted, load_results, to_frame, write_tables
+    res = [load_results(p) for p in args.runs]
+    df = to_frame(res, allow_mixed=args.allow_mixed)
+    paths = write_tables(df, args.out) if args.out else {}
+    human = formatted(df).to_markdown(index=False)
+    if paths:
+        human += "\n" + "\n".join(f"{k}: {v}" for k, v in paths.items())
+    _emit(args, {"rows": df.drop(columns=["path"]).to_dict(orient="records"), "files": paths}, human)
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -186,8 +244,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lossless", action="store_true",
                    help="write clips with lossless h264 (part of the fingerprint; the paper used the default)")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--metrics", help="comma-separated subset of metrics (default: all six)")
+    r.add_argument("--no-score", action="store_true", help="generate only")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("score", help="score an existing run folder (also runs made by other tools)")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("--metrics", help="comma-separated subset: fid,fvd,ia,it,relsync,alignsync")
+    s.add_argument("--allow-incomplete", action="store_true",
+                   help="score the clips that are there; the coverage is recorded")
+    s.add_argument("--allow-dataset-change", action="store_true",
+                   help="score although the dataset changed since generation (recorded)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    res = sub.add_parser("results", help="tables of scored runs")
+    rsub = res.add_subparsers(dest="results_command", metavar="ACTION")
+    rsub.required = True
+    rt = rsub.add_parser("table", help="print a Table-1-style table; write CSV, Markdown and LaTeX")
+    rt.add_argument("runs", nargs="+", help="run folders or results.json files")
+    rt.add_argument("--out", help="path prefix for .csv/.md/.tex")
+    rt.add_argument("--allow-mixed", action="store_true",
+                    help="show runs of different fingerprints together (marked)")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_results_table)
     return p
 
 
@@ -199,9 +281,12 @@ def main(argv=None) -> int:
     from .datasets import DatasetError
     from .generation import RunFolderError
     from .registry import UnknownNameError
+    from .results import ResultsError
+    from .scoring import ScoringError
     try:
         return int(args.func(args) or 0)
-    except (AdapterError, MediaError, DatasetError, RunFolderError, UnknownNameError, ValueError) as e:
+    except (AdapterError, MediaError, DatasetError, RunFolderError, UnknownNameError, ScoringError,
+            ResultsError, ValueError) as e:
         if getattr(args, "json", False):
             print(json.dumps({"error": str(e), "type": type(e).__name__}))
         print(f"error: {e}", file=sys.stderr)

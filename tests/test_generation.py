@@ -25,7 +25,9 @@ CLIP_IDS = sorted(f"{c}/v{k}_clip-{i:02d}" for c in ("dog_barking", "hammering")
 
 
 def run_cli(*args) -> int:
-    return main(list(args))
+    """The generation stage alone (scoring has its own tests)."""
+    args = list(args)
+    return main(args + ["--no-score"] if args[:1] == ["run"] else args)
 
 
 def clip_files(run: Path) -> dict:
@@ -81,7 +83,7 @@ def test_resume_generates_only_missing_clips(tiny_dataset, tmp_path):
 def test_killed_run_resumes_to_identical_result(tiny_dataset, tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "killed"
     cmd = [sys.executable, "-m", "asva_bench.cli", "run", "--model", "static", "--dataset", "avsync15",
-           "--root", str(tiny_dataset), "--profile", "mini"]
+           "--root", str(tiny_dataset), "--profile", "mini", "--no-score"]
     assert subprocess.run(cmd + ["--out", str(ref)], capture_output=True).returncode == 0
     env = {**os.environ, "ASVA_TEST_SLOW_ADAPTER": "1"}
     slow = cmd[:5] + ["tests.slow_static:SlowStatic"] + cmd[6:]
@@ -104,7 +106,7 @@ def test_killed_run_resumes_to_identical_result(tiny_dataset, tmp_path):
 def test_torchrun_two_processes_equal_single(tiny_dataset, tmp_path):
     single, multi = tmp_path / "single", tmp_path / "multi"
     base = ["run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
-            "--profile", "mini"]
+            "--profile", "mini", "--no-score"]
     assert run_cli(*base, "--out", str(single)) == 0
     torchrun = Path(sys.executable).with_name("torchrun")
     res = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29531", "-m",

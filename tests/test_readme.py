@@ -25,7 +25,7 @@ def test_readme_adapter_example_runs(tiny_dataset, tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "asva_bench.cli", "run", "--model", "my_models:LoudnessFlash",
          "--dataset", "avsync15", "--root", str(tiny_dataset), "--profile", "mini",
-         "--model-arg", "strength=0.3", "--out", str(out), "--json"],
+         "--model-arg", "strength=0.3", "--out", str(out), "--json", "--no-score"],
         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path), "PATH": ""})
     assert res.returncode == 0, res.stderr[-3000:]
     rec = json.loads(res.stdout)["run"]

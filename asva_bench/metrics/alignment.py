@@ -24,6 +24,9 @@ class IA(ClipMetric):
     def update(self, frame_emb: torch.Tensor, audio_emb: torch.Tensor, video_index) -> None:
         self._add(frame_cosines(frame_emb, audio_emb).mean(1), video_index)
 
+    def update_from_features(self, gen, gt, text, video_index):
+        self.update(gen["vision_embedding"], gen["audio_embedding"], video_index)
+
 
 class IT(ClipMetric):
     """Image-text alignment: cos(frame k, class text), mean over frames 2..12, x100."""
@@ -35,3 +38,6 @@ class IT(ClipMetric):
 
     def update(self, frame_emb: torch.Tensor, text_emb: torch.Tensor, video_index) -> None:
         self._add(frame_cosines(frame_emb, text_emb).mean(1), video_index)
+
+    def update_from_features(self, gen, gt, text, video_index):
+        self.update(gen["vision_embedding"], text, video_index)

@@ -28,6 +28,15 @@ class AsvaMetric(Metric):
     def summary(self, replicates: int = bootstrap.DEFAULT_REPLICATES) -> dict:
         raise NotImplementedError
 
+    def update_from_features(self, gen: dict, gt: dict, text: torch.Tensor | None, video_index) -> None:
+        """Update from the scorer's stacked features.
+
+        gen: generated clips' features by kind (frames 2..T for per-frame kinds);
+        gt: ground-truth features ("image_features", "video_features",
+        "first_frame_embedding", "sync_logit"); text: class-text embeddings.
+        """
+        raise NotImplementedError
+
 
 class ClipMetric(AsvaMetric):
     """Mean over clips of a per-clip value."""

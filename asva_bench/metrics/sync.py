@@ -35,6 +35,9 @@ class RelSync(ClipMetric):
     def update(self, phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index) -> None:
         self._add(relsync(phi_gen, phi_gt), video_index)
 
+    def update_from_features(self, gen, gt, text, video_index):
+        self.update(gen["sync_logit"], gt["sync_logit"], video_index)
+
 
 class AlignSync(ClipMetric):
     name = "alignsync"
@@ -46,3 +49,7 @@ class AlignSync(ClipMetric):
     def update(self, frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor,
                phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index) -> None:
         self._add(p_align(frame_emb, first_frame_emb, audio_emb) * relsync(phi_gen, phi_gt), video_index)
+
+    def update_from_features(self, gen, gt, text, video_index):
+        self.update(gen["vision_embedding"], gt["first_frame_embedding"], gen["audio_embedding"],
+                    gen["sync_logit"], gt["sync_logit"], video_index)
