@@ -184,6 +184,23 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from .evaluators import load_suite
+    from .profiles import protocol_for
+    from .validation import format_table, validate, write_report
+    spec, manifest = _load_manifest(args.dataset, args.root)
+    cfg = protocol_for(spec.protocol, args.profile)
+    entries = sorted(manifest.split("test"), key=lambda e: e.rel_path)[:args.limit or None]
+    report = validate(load_suite(args.profile, device=args.device), entries, cfg,
+                      replicates=args.replicates, progress=not args.json)
+    report.update({"profile": args.profile, "dataset": args.dataset, "protocol": cfg.to_dict()})
+    out = Path(args.out or Path("runs") / f"validate-{args.dataset}-{args.profile}")
+    files = write_report(report, out)
+    _emit(args, {**report, "files": files}, format_table(report) + f"\nwritten to {out}")
+    required = [c for c in report["checks"] if c["required"]]
+    return 0 if all(c["pass"] for c in required) else 1
+
+
 def cmd_results_table(args) -> int:
     from .results import formatted, load_results, to_frame, write_tables
     res = [load_results(p) for p in args.runs]
@@ -259,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
+
+    v = sub.add_parser("validate", help="metric validity suite: controlled degradations of the ground truth")
+    v.add_argument("--profile", choices=["paper", "mini"], default="mini")
+    v.add_argument("--dataset", default="synth")
+    v.add_argument("--root")
+    v.add_argument("--limit", type=int, help="only the first N test videos")
+    v.add_argument("--replicates", type=int, default=500)
+    v.add_argument("--out", help="folder for validation.json / validation.txt")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_validate)
 
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")

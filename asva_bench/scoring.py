@@ -170,6 +170,18 @@ def gt_features(suite: EvaluatorSuite, frames: torch.Tensor, audio: torch.Tensor
     return {k: v.detach().float().cpu() for k, v in out.items()}
 
 
+def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, replicates: int):
+    """Stacked features -> ({metric: summary with CI}, {clip metric: per-clip values})."""
+    summaries, per_clip = {}, {}
+    for cls in metric_classes:
+        m = cls()
+        m.update_from_features(gen, gt, text, video_index)
+        summaries[cls.name] = m.summary() if isinstance(m, FrechetMetric) else m.summary(replicates)
+        if isinstance(m, ClipMetric):
+            per_clip[cls.name] = m.per_clip()
+    return summaries, per_clip
+
+
 # ---------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------
@@ -226,7 +238,6 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         persistent_workers=False, prefetch_factor=4 if opts.num_workers else None)
 
     video_ids = {e.video_id: i for i, e in enumerate(entries)}
-    text_cache: dict = {}
     rows: list[dict] = []     # per-clip scalar features, for metrics and scores.jsonl
     gt_new: dict = {}
     pending: list = []
@@ -278,26 +289,19 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     if not all_rows:
         raise ScoringError(f"{run_dir}: no generated clips to score; run `asva-bench run` first")
 
-    metrics = {}
     need_text = any(c.name == "it" for c in metric_classes)
+    text_by = {}
     if need_text:
         texts = sorted({r["job"].entry.text for r in all_rows})
         with torch.no_grad():
-            emb = suite.embed_text(texts).detach().float().cpu()
-        text_cache = dict(zip(texts, emb))
-    per_clip = {r["job"].clip_id: {} for r in all_rows}
+            text_by = dict(zip(texts, suite.embed_text(texts).detach().float().cpu()))
     vid = torch.tensor([video_ids[r["job"].entry.video_id] for r in all_rows])
     gen = {n: torch.stack([r["gen"][n] for r in all_rows]) for n in all_rows[0]["gen"]}
     gt_names = next(iter(merged_gt.values())).keys() if merged_gt else []
     gt = {n: torch.stack([merged_gt[r["job"].clip_id][n] for r in all_rows]) for n in gt_names}
-    text = torch.stack([text_cache[r["job"].entry.text] for r in all_rows]) if need_text else None
-    for cls in metric_classes:
-        m = cls()
-        m.update_from_features(gen, gt, text, vid)
-        metrics[cls.name] = m.summary() if isinstance(m, FrechetMetric) else m.summary(opts.replicates)
-        if isinstance(m, ClipMetric):
-            for r, v in zip(all_rows, m.per_clip()):
-                per_clip[r["job"].clip_id][cls.name] = float(v)
+    text = torch.stack([text_by[r["job"].entry.text] for r in all_rows]) if need_text else None
+    metrics, values = compute_metrics(metric_classes, gen, gt, text, vid, opts.replicates)
+    per_clip = {r["job"].clip_id: {m: float(v[i]) for m, v in values.items()} for i, r in enumerate(all_rows)}
 
     score_rows = [{"clip_id": r["job"].clip_id, "video_id": r["job"].entry.video_id,
                    "class": r["job"].entry.class_name, "text": r["job"].entry.text,
