@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
 
+    from .backbones.cli import add_weights_commands
+    add_weights_commands(sub)
+
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")
     rsub.required = True
