@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .backbones.cli import add_weights_commands
     add_weights_commands(sub)
+    from .leaderboard.cli import add_commands as add_leaderboard_commands
+    add_leaderboard_commands(sub)
 
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")

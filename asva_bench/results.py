@@ -10,7 +10,7 @@ import pandas as pd
 from .metrics import METRIC_ORDER, METRICS
 
 LABELS = {"fid": "FID", "fvd": "FVD", "ia": "IA", "it": "IT", "relsync": "RelSync", "alignsync": "AlignSync"}
-REFERENCE_MODELS = ("groundtruth",)  # shown, never ranked
+REFERENCE_MODELS = ("groundtruth", "static")  # reference rows: shown, never ranked (as on the site)
 
 
 class ResultsError(ValueError):

@@ -26,7 +26,7 @@ from .feature_cache import FeatureCache
 from .generation import ClipJob, clip_relpath, plan_clips
 from .metrics import METRIC_ORDER, METRICS, ClipMetric, FrechetMetric
 from .protocol import ProtocolConfig, audio_window, waveforms_to_mel
-from .provenance import git_revision, package_versions, stable_hash, utc_now
+from .provenance import git_revision, package_versions, results_fingerprint, stable_hash, utc_now
 
 RESULTS_SCHEMA = "asva-bench/results/v1"
 
@@ -313,13 +313,9 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
                         for m in sel[0]["metrics"]} if sel else {}
         per_class[c]["n_clips"] = len(sel)
 
-    fingerprint = stable_hash({"profile": record["profile"], "protocol": cfg.fingerprint(),
-                               "dataset": [ds["name"], ds["split"], ds["manifest_hash"], ds.get("limit")],
-                               "suite": suite.fingerprint(), "encoding": record.get("encoding")})
     results = {
         **record,
         "schema": RESULTS_SCHEMA,
-        "fingerprint": fingerprint,
         "backbones": suite.fingerprint(),
         "clips": {**record.get("clips", {}), "expected": len(cov.expected), "scored": len(all_rows),
                   "failed": len(cov.expected) - len(all_rows), "failed_ids": cov.missing,
@@ -335,6 +331,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         "git_revision_scored": git_revision(),
         "scored": utc_now(),
     }
+    results["fingerprint"] = results_fingerprint(results)
     with atomic_path(run_dir / "scores.jsonl") as tmp:
         Path(tmp).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in score_rows))
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True))

@@ -1,0 +1,421 @@
+"""Reading and checking results files (schema ``asva-bench/results/v1``).
+
+One checker serves two users: the site builder, which renders every readable
+entry and shows a banner on coverage or fingerprint problems, and
+``asva-bench leaderboard validate``, which gates submissions to
+``leaderboard/entries/`` and turns every problem into a failure.
+
+Problems carry a ``kind``: ``schema`` (the file cannot be read as results),
+``coverage`` (clips missing or failed), ``fingerprint`` (not comparable with
+the board it is meant for).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA = "asva-bench/results/v1"
+HEX16 = re.compile(r"^[0-9a-f]{16}$")
+#: model names whose runs are reference rows, not competitors
+GROUNDTRUTH = "groundtruth"
+REFERENCE_MODELS = (GROUNDTRUTH, "static")
+MAX_NOTES_CHARS = 2000
+#: entries folder of the published board, beside this module
+ENTRIES_DIR = Path(__file__).parent / "entries"
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used at all; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str      # schema | coverage | fingerprint
+    where: str     # JSON path inside the file, e.g. "metrics.ia.ci_low"
+    message: str
+
+    def __str__(self):
+        return f"[{self.kind}] {self.where}: {self.message}"
+
+
+@dataclass
+class ResultsFile:
+    """A results file as found on disk, with the files that may sit beside it."""
+    path: Path
+    data: dict
+    scores_path: Path | None      # per-clip scores, when present
+    run_dir: Path | None          # run folder holding videos/, when this is a run's results.json
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return str(self.data.get("model", {}).get("name", "?"))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.data.get("dataset", {}).get("name", "?"))
+
+    @property
+    def profile(self) -> str:
+        return str(self.data.get("profile", "?"))
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.data.get("fingerprint", ""))
+
+    @property
+    def board_key(self) -> tuple[str, str]:
+        return (self.dataset, self.profile)
+
+
+# --------------------------------------------------------------------------
+# Finding and reading files
+# --------------------------------------------------------------------------
+def find_results_files(paths) -> list[Path]:
+    """Expand command-line arguments: a results file, a run folder, or a folder of entries."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+        elif (p / "results.json").is_file():
+            found.append(p / "results.json")
+        elif p.is_dir():
+            inside = sorted(q for q in p.rglob("*.json")
+                            if q.name != "run.json" and not q.name.startswith("."))
+            if not inside:
+                raise ResultsError(f"{p}: folder holds no results.json or *.json entries; "
+                                   "pass a run folder after its scoring stage, or a results file")
+            found.extend(inside)
+        else:
+            raise ResultsError(f"{p}: no such file or folder; pass results.json files, "
+                               "run folders or an entries folder")
+    return found
+
+
+def scores_path_for(path: Path) -> Path | None:
+    """``results.json`` -> ``scores.jsonl``; ``name.json`` -> ``name.scores.jsonl``."""
+    candidate = path.with_name("scores.jsonl") if path.name == "results.json" \
+        else path.with_name(path.stem + ".scores.jsonl")
+    return candidate if candidate.is_file() else None
+
+
+def read_results(path) -> ResultsFile:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path}: not valid JSON ({e}); it must be the results.json "
+                           "written by the scoring stage") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
+    run_dir = path.parent if path.name == "results.json" and (path.parent / "videos").is_dir() else None
+    return ResultsFile(path, data, scores_path_for(path), run_dir)
+
+
+def read_scores(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ResultsError(f"{path}:{n}: not valid JSON ({e}); re-run the scoring stage") from None
+            if not isinstance(row, dict) or not isinstance(row.get("clip_id"), str):
+                raise ResultsError(f"{path}:{n}: each line must be an object with a string clip_id")
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_schema(data: dict) -> list[Problem]:
+    out: list[Problem] = []
+
+    def bad(where, msg):
+        out.append(Problem("schema", where, msg))
+
+    def need(obj, key, test, what, prefix=""):
+        where = f"{prefix}{key}"
+        if key not in obj:
+            bad(where, f"missing; expected {what}")
+            return None
+        if not test(obj[key]):
+            bad(where, f"expected {what}, got {json.dumps(obj[key])[:60]}")
+            return None
+        return obj[key]
+
+    is_obj = lambda x: isinstance(x, dict)
+    nonempty_str = lambda x: isinstance(x, str) and x.strip() != ""
+
+    if data.get("schema") != SCHEMA:
+        bad("schema", f"expected \"{SCHEMA}\", got {json.dumps(data.get('schema'))}; "
+                      "write the file with this version's scoring stage")
+    model = need(data, "model", is_obj, "an object")
+    if model is not None:
+        need(model, "name", nonempty_str, "a non-empty string", "model.")
+        if "config" in model and not is_obj(model["config"]):
+            bad("model.config", "expected an object")
+    ds = need(data, "dataset", is_obj, "an object")
+    if ds is not None:
+        need(ds, "name", nonempty_str, "a non-empty string", "dataset.")
+        need(ds, "manifest_hash", nonempty_str, "the manifest hash string", "dataset.")
+    need(data, "profile", nonempty_str, "a profile name such as \"mini\" or \"paper\"")
+    proto = need(data, "protocol", is_obj, "the protocol parameters object")
+    if proto is not None:
+        need(proto, "fingerprint", lambda x: isinstance(x, str) and bool(HEX16.match(x)),
+             "16 lowercase hex digits", "protocol.")
+    need(data, "fingerprint", lambda x: isinstance(x, str) and bool(HEX16.match(x)),
+         "16 lowercase hex digits")
+    clips = need(data, "clips", is_obj, "an object with expected/scored/failed counts")
+    if clips is not None:
+        for k in ("expected", "scored", "failed"):
+            need(clips, k, lambda x: _is_int(x) and x >= 0, "a non-negative integer", "clips.")
+        if "failed_ids" in clips and not (isinstance(clips["failed_ids"], list)
+                                          and all(isinstance(i, str) for i in clips["failed_ids"])):
+            bad("clips.failed_ids", "expected a list of clip id strings")
+    metrics = need(data, "metrics", lambda x: is_obj(x) and len(x) > 0, "a non-empty object of metrics")
+    for name, m in (metrics or {}).items():
+        p = f"metrics.{name}."
+        if not is_obj(m):
+            bad(f"metrics.{name}", "expected an object (a metric not computed is absent, never null)")
+            continue
+        vals = [need(m, k, _is_number, "a finite number", p) for k in ("mean", "ci_low", "ci_high")]
+        need(m, "higher_is_better", lambda x: isinstance(x, bool), "true or false", p)
+        for k in ("n_clips", "n_rows", "n_videos"):   # clip metrics: n_clips; Frechet: n_rows, n_videos
+            if k in m and not (_is_int(m[k]) and m[k] >= 0):
+                bad(p + k, "expected a non-negative integer")
+        if "scale" in m and not _is_number(m["scale"]):
+            bad(p + "scale", "expected a number")
+        # A percentile bootstrap of a Frechet distance may lie beside the point
+        # estimate, so only the order of the bounds is a rule.
+        if vals[1] is not None and vals[2] is not None and vals[1] > vals[2]:
+            bad(f"metrics.{name}", f"confidence interval [{vals[1]}, {vals[2]}] is reversed")
+    per_class = need(data, "per_class", is_obj, "an object class -> {metric: value}")
+    for cls, row in (per_class or {}).items():
+        if not is_obj(row) or not all(_is_number(v) for v in row.values()):
+            bad(f"per_class.{cls}", "expected an object of metric -> finite number")
+    for k in ("versions", "seeds"):
+        need(data, k, is_obj, "an object")
+    need(data, "created", nonempty_str, "an ISO 8601 time string")
+    for k in ("backbones", "encoding", "timing_s"):
+        if k in data and not is_obj(data[k]):
+            bad(k, "expected an object")
+    if "notes" in data and not (isinstance(data["notes"], str) and len(data["notes"]) <= MAX_NOTES_CHARS):
+        bad("notes", f"expected a string of at most {MAX_NOTES_CHARS} characters")
+    return out
+
+
+def check_protocol(data: dict) -> list[Problem]:
+    """The protocol block must be a known protocol, unmodified, with its own fingerprint."""
+    from asva_bench.protocol import PROTOCOLS, ProtocolConfig
+    import dataclasses
+
+    proto = data.get("protocol")
+    if not isinstance(proto, dict):
+        return []
+    params = {k: v for k, v in proto.items() if k != "fingerprint"}
+    names = {f.name for f in dataclasses.fields(ProtocolConfig)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        return [Problem("fingerprint", "protocol", f"unknown protocol fields {unknown}; the file was "
+                        "written by a different protocol version")]
+    try:
+        cfg = ProtocolConfig(**params)
+    except TypeError as e:
+        return [Problem("fingerprint", "protocol", f"cannot rebuild the protocol ({e})")]
+    out = []
+    if cfg.fingerprint() != proto.get("fingerprint"):
+        out.append(Problem("fingerprint", "protocol.fingerprint",
+                           f"{proto.get('fingerprint')} is not the fingerprint of the protocol "
+                           f"parameters in the file ({cfg.fingerprint()}); the file was edited by hand"))
+    known = PROTOCOLS.get(cfg.name)
+    if known is None:
+        out.append(Problem("fingerprint", "protocol.name",
+                           f"'{cfg.name}' is not a published protocol ({', '.join(sorted(PROTOCOLS))})"))
+    elif known != cfg:
+        diff = sorted(k for k, v in known.to_dict().items() if params.get(k) != v)
+        out.append(Problem("fingerprint", "protocol",
+                           f"differs from the published '{cfg.name}' protocol in {diff}"))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Coverage
+# --------------------------------------------------------------------------
+def check_coverage(data: dict, scores: list[dict] | None = None) -> list[Problem]:
+    out = []
+    clips = data.get("clips") or {}
+    exp, scored, failed = clips.get("expected"), clips.get("scored"), clips.get("failed")
+    if not all(_is_int(x) for x in (exp, scored, failed)):
+        return out  # the schema check reports it
+    if exp == 0:
+        out.append(Problem("coverage", "clips.expected", "0 clips expected: the run covered nothing"))
+    ids = clips.get("failed_ids") or []
+    shown = f" ({', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''})" if ids else ""
+    if scored < exp:
+        out.append(Problem("coverage", "clips.scored",
+                           f"{scored} of {exp} clips scored ({exp - scored} missing){shown}"))
+    if scored > exp:
+        out.append(Problem("coverage", "clips.scored", f"{scored} clips scored but only {exp} expected"))
+    if failed and failed != exp - scored:   # scoring counts the missing clips as failed
+        out.append(Problem("coverage", "clips.failed", f"{failed} clips failed{shown}"))
+    status = data.get("status")
+    if status is not None and status != "complete":
+        out.append(Problem("coverage", "status", f"run status is '{status}', not 'complete'"))
+    for name, m in (data.get("metrics") or {}).items():
+        if isinstance(m, dict) and _is_int(m.get("n_clips")) and m["n_clips"] < scored:  # Frechet: no n_clips
+            out.append(Problem("coverage", f"metrics.{name}.n_clips",
+                               f"computed on {m['n_clips']} of {scored} scored clips"))
+    if scores is not None:
+        ids = [r["clip_id"] for r in scores]
+        dup = [i for i, c in Counter(ids).items() if c > 1]
+        if dup:
+            out.append(Problem("coverage", "scores.jsonl", f"duplicate clip ids, e.g. {dup[0]}"))
+        if len(set(ids)) != scored:
+            out.append(Problem("coverage", "scores.jsonl",
+                               f"{len(set(ids))} distinct clips in scores.jsonl but clips.scored is {scored}"))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Fingerprint against a board
+# --------------------------------------------------------------------------
+#: the fields the fingerprint is made from, named when two fingerprints differ
+FINGERPRINT_PARTS = ("profile", "protocol.fingerprint", "dataset.name", "dataset.split",
+                     "dataset.manifest_hash", "dataset.limit", "backbones", "encoding")
+
+
+def expected_fingerprint(data: dict) -> str:
+    """The results fingerprint recomputed from the file's own fields (the scorer's recipe)."""
+    from asva_bench.provenance import results_fingerprint
+    return results_fingerprint(data)
+
+
+def check_fingerprint_inputs(data: dict) -> list[Problem]:
+    """The fingerprint must hash the file's own inputs, and the dataset must be the one generated from."""
+    out = []
+    fp, want = data.get("fingerprint"), expected_fingerprint(data)
+    if fp != want:
+        out.append(Problem("fingerprint", "fingerprint",
+                           f"{fp} is not the hash of the file's profile, protocol, dataset, backbones "
+                           f"and encoding ({want}); the file was edited or written by another version"))
+    if data.get("dataset_changed"):
+        out.append(Problem("fingerprint", "dataset_changed",
+                           "the dataset manifest changed between generation and scoring; "
+                           "generate the run again on the current dataset"))
+    return out
+
+
+def _part(data, dotted):
+    obj = data
+    for k in dotted.split("."):
+        obj = obj.get(k) if isinstance(obj, dict) else None
+    return obj
+
+
+def fingerprint_difference(data: dict, reference: dict) -> list[str]:
+    """Which inputs of the fingerprint differ between two results files."""
+    return [p for p in FINGERPRINT_PARTS if _part(data, p) != _part(reference, p)]
+
+
+def board_reference(entries: list[ResultsFile]) -> ResultsFile | None:
+    """The entry that fixes a board's fingerprint: the ground-truth run, else the most common one."""
+    if not entries:
+        return None
+    for e in entries:
+        if e.model == GROUNDTRUTH:
+            return e
+    common = Counter(e.fingerprint for e in entries).most_common()
+    top = common[0][1]
+    winner = sorted(fp for fp, n in common if n == top)[0]
+    return next(e for e in entries if e.fingerprint == winner)
+
+
+def check_fingerprint(entry: ResultsFile, reference: ResultsFile | None) -> list[Problem]:
+    if reference is None or reference is entry or entry.fingerprint == reference.fingerprint:
+        return []
+    parts = fingerprint_difference(entry.data, reference.data)
+    why = f" (differs in {', '.join(parts)})" if parts else ""
+    return [Problem("fingerprint", "fingerprint",
+                    f"{entry.fingerprint} does not match the board's {reference.fingerprint} from "
+                    f"{reference.model} ({reference.path.name}){why}; results of different "
+                    "fingerprints are not comparable and are not ranked")]
+
+
+# --------------------------------------------------------------------------
+# One call for a file
+# --------------------------------------------------------------------------
+def load_entry(path) -> ResultsFile:
+    """Read a results file and attach its schema, protocol and coverage problems.
+
+    Raises ResultsError when the file is not JSON at all; schema problems are
+    attached so the caller decides (the builder refuses, the validator lists).
+    """
+    rf = read_results(path)
+    rf.problems = check_schema(rf.data)
+    if not rf.problems:
+        rf.problems += check_protocol(rf.data) + check_fingerprint_inputs(rf.data)
+        scores = read_scores(rf.scores_path) if rf.scores_path else None
+        rf.problems += check_coverage(rf.data, scores)
+    return rf
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    ok: bool
+    model: str
+    dataset: str
+    profile: str
+    fingerprint: str
+    reference: str | None
+    problems: list[Problem]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["problems"] = [asdict(p) for p in self.problems]
+        return d
+
+
+def validate_submission(path, entries_dir=ENTRIES_DIR, reference=None) -> ValidationReport:
+    """Check a file for the published board: schema, fingerprint and full coverage.
+
+    The fingerprint is compared with ``reference`` (a results file) when given,
+    else with the board in ``entries_dir`` for the same dataset and profile.
+    """
+    rf = load_entry(path)
+    problems = list(rf.problems)
+    ref = None
+    if not any(p.kind == "schema" for p in problems):
+        if reference is not None:
+            ref = read_results(reference)
+        elif entries_dir is not None and Path(entries_dir).is_dir():
+            same_board = []
+            for q in sorted(Path(entries_dir).rglob("*.json")):
+                if q.resolve() == Path(path).resolve():
+                    continue
+                other = read_results(q)
+                if not check_schema(other.data) and other.board_key == rf.board_key:
+                    same_board.append(other)
+            ref = board_reference(same_board)
+        problems += check_fingerprint(rf, ref)
+    return ValidationReport(str(path), not problems, rf.model, rf.dataset, rf.profile,
+                            rf.fingerprint, str(ref.path) if ref else None, problems)
