@@ -87,6 +87,10 @@ class DatasetSpec:
     env_var: str = ""
     default_root: str | None = None                        # None: must be given
 
+    def expectations(self, root) -> tuple[dict, int | None]:
+        """(split -> expected videos, expected classes) for the folder at ``root``."""
+        return dict(self.expected_counts), self.expected_classes
+
     def text_for(self, class_folder: str) -> str:
         return self.class_texts.get(class_folder, class_folder.replace("_", " ").strip())
 

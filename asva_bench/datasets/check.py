@@ -33,17 +33,18 @@ def check_dataset(spec: DatasetSpec, manifest: Manifest, min_seconds: float | No
                   progress: bool = True) -> CheckReport:
     min_seconds = spec.protocol.clip_seconds if min_seconds is None else min_seconds
     counts = manifest.counts()
-    rep = CheckReport(spec.name, manifest.root, counts, dict(spec.expected_counts))
-    for split, n in spec.expected_counts.items():
+    expected_counts, expected_classes = spec.expectations(manifest.root)
+    rep = CheckReport(spec.name, manifest.root, counts, expected_counts)
+    for split, n in expected_counts.items():
         got = sum(counts.get(split, {}).values())
         if got != n:
             rep.problems.append({"file": f"{split}.txt",
                                  "problem": f"{got} {split} videos, expected {n}"})
-    if spec.expected_classes is not None:
+    if expected_classes is not None:
         ncls = len(manifest.classes())
-        if ncls != spec.expected_classes:
+        if ncls != expected_classes:
             rep.problems.append({"file": manifest.root,
-                                 "problem": f"{ncls} classes, expected {spec.expected_classes}"})
+                                 "problem": f"{ncls} classes, expected {expected_classes}"})
     for e in tqdm(manifest.entries, desc=f"check {spec.name}", unit="video", disable=not progress):
         try:
             info = probe(e.path)
