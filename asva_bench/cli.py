@@ -201,6 +201,26 @@ def cmd_validate(args) -> int:
     return 0 if all(c["pass"] for c in required) else 1
 
 
+def cmd_demo(args) -> int:
+    import dataclasses
+    import time
+    from .demo import run_demo
+    from .results import formatted, load_results, to_frame
+    t = time.perf_counter()
+    rep = run_demo(args.out, limit=args.limit, progress=not args.json, device=args.device,
+                   log=(lambda *_: None) if args.json else print)
+    total = round(time.perf_counter() - t, 1)
+    df = to_frame([load_results(p) for p in rep.runs.values()])
+    human = "\n".join(filter(None, [
+        rep.reduced_protocol,
+        formatted(df).to_markdown(index=False),
+        f"\ntotal {total} s; tables: {rep.table.get('md')} (also .csv, .tex)",
+        f"leaderboard: open {rep.site}",
+        f"run folders: {Path(args.out) / 'runs'}"]))
+    _emit(args, {**dataclasses.asdict(rep), "total_s": total}, human)
+    return 0
+
+
 def cmd_results_table(args) -> int:
     from .results import formatted, load_results, to_frame, write_tables
     res = [load_results(p) for p in args.runs]
@@ -276,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
+
+    dm = sub.add_parser("demo", help="build synth, run and score the reference models, build the leaderboard")
+    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument("--limit", type=int, help="only the first N test videos (a reduced protocol, stated in the output)")
+    dm.add_argument("--device", default="cpu")
+    dm.add_argument("--json", action="store_true")
+    dm.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("validate", help="metric validity suite: controlled degradations of the ground truth")
     v.add_argument("--profile", choices=["paper", "mini"], default="mini")
