@@ -35,7 +35,7 @@ def tiny_dataset(tmp_path) -> Path:
     """AVSync15 layout, 2 classes x (1 train + 2 test) videos of 3 s."""
     root = tmp_path / "tiny"
     train, test = [], []
-    for c, cls in enumerate(["dog_barking", "hammering"]):
+    for c, cls in enumerate(["dog_bark", "hammer_strike"]):
         for k in range(3):
             rel = f"{cls}/v{k}.mp4"
             make_video(root / "videos" / rel, seconds=3.0 + k, seed=10 * c + k)

@@ -9,9 +9,9 @@ from .conftest import make_video
 
 
 def test_check_reports_counts_and_bad_files(tiny_dataset, capsys):
-    make_video(tiny_dataset / "videos/dog_barking/v2.mp4", audio=False)
-    make_video(tiny_dataset / "videos/hammering/v1.mp4", seconds=1.2)
-    bad = tiny_dataset / "videos/hammering/v2.mp4"
+    make_video(tiny_dataset / "videos/dog_bark/v2.mp4", audio=False)
+    make_video(tiny_dataset / "videos/hammer_strike/v1.mp4", seconds=1.2)
+    bad = tiny_dataset / "videos/hammer_strike/v2.mp4"
     bad.write_bytes(bad.read_bytes()[:1500])
     rc = main(["datasets", "check", "avsync15", "--root", str(tiny_dataset), "--json"])
     rep = json.loads(capsys.readouterr().out)
@@ -19,9 +19,9 @@ def test_check_reports_counts_and_bad_files(tiny_dataset, capsys):
     assert rep["totals"] == {"train": 2, "test": 4}
     problems = {p["file"].split("videos/")[-1]: p["problem"] for p in rep["problems"]}
     assert problems["train.txt"] == "2 train videos, expected 1350"
-    assert problems["dog_barking/v2.mp4"] == "no audio stream"
-    assert problems["hammering/v1.mp4"].startswith("usable duration 1.2")
-    assert problems["hammering/v2.mp4"].startswith("unreadable")
+    assert problems["dog_bark/v2.mp4"] == "no audio stream"
+    assert problems["hammer_strike/v1.mp4"].startswith("usable duration 1.2")
+    assert problems["hammer_strike/v2.mp4"].startswith("unreadable")
 
 
 def test_small_synth_build_passes_its_own_check(tmp_path, capsys):

@@ -20,7 +20,7 @@ from asva_bench.protocol import MINI
 
 from .conftest import make_video
 
-CLIP_IDS = sorted(f"{c}/v{k}_clip-{i:02d}" for c in ("dog_barking", "hammering")
+CLIP_IDS = sorted(f"{c}/v{k}_clip-{i:02d}" for c in ("dog_bark", "hammer_strike")
                   for k in (1, 2) for i in range(3))
 
 
@@ -50,8 +50,8 @@ def test_static_run_writes_protocol_clips(tiny_dataset, tmp_path, capsys):
     assert manifest["versions"]["torch"].startswith("2.14.1")
 
     # each clip: 12 frames at 6 fps, 64x64, GT audio muxed, all frames = the GT first frame
-    gt = avio.decode_protocol_clips(tiny_dataset / "videos/hammering/v2.mp4", MINI)
-    clip = out / "videos/hammering/v2_clip-01.mp4"
+    gt = avio.decode_protocol_clips(tiny_dataset / "videos/hammer_strike/v2.mp4", MINI)
+    clip = out / "videos/hammer_strike/v2_clip-01.mp4"
     info = avio.probe(clip)
     assert (info.num_frames, info.fps, info.width, info.height, info.has_audio) == (12, 6.0, 64, 64, True)
     frames = avio.VideoFrames(clip)
@@ -69,8 +69,8 @@ def test_resume_generates_only_missing_clips(tiny_dataset, tmp_path):
             "--profile", "mini"]
     assert run_cli(*args, "--out", str(ref)) == 0
     assert run_cli(*args, "--out", str(out)) == 0
-    victim = out / "videos/dog_barking/v1_clip-01.mp4"
-    keep = out / "videos/hammering/v2_clip-02.mp4"
+    victim = out / "videos/dog_bark/v1_clip-01.mp4"
+    keep = out / "videos/hammer_strike/v2_clip-02.mp4"
     victim.unlink()
     # a half-written leftover of a killed writer is never accepted
     (victim.parent / ".v1_clip-01.tmp-deadbeef.mp4").write_bytes(b"\x00" * 100)
@@ -131,49 +131,49 @@ def test_run_folder_of_another_run_is_refused(tiny_dataset, tmp_path, capsys):
 
 # --- bad input ---------------------------------------------------------------
 def test_corrupt_video_names_file_and_skip_bad_lists_it(tiny_dataset, tmp_path, capsys):
-    bad = tiny_dataset / "videos/hammering/v1.mp4"
+    bad = tiny_dataset / "videos/hammer_strike/v1.mp4"
     bad.write_bytes(bad.read_bytes()[:2000])  # truncated
     args = ["run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
             "--profile", "mini"]
     assert run_cli(*args, "--out", str(tmp_path / "a")) == 2
     err = capsys.readouterr().err
-    assert "hammering/v1.mp4" in err and "--skip-bad" in err
-    assert not list((tmp_path / "a").rglob("hammering/v1_clip-*.mp4"))
+    assert "hammer_strike/v1.mp4" in err and "--skip-bad" in err
+    assert not list((tmp_path / "a").rglob("hammer_strike/v1_clip-*.mp4"))
     assert run_cli(*args, "--out", str(tmp_path / "b"), "--skip-bad") == 1  # incomplete
     rec = json.loads((tmp_path / "b/run.json").read_text())
     assert rec["status"] == "incomplete"
     assert rec["clips"]["generated"] == 9 and rec["clips"]["failed"] == 3
-    assert [s["video"] for s in rec["clips"]["skipped_inputs"]] == ["hammering/v1.mp4"]
+    assert [s["video"] for s in rec["clips"]["skipped_inputs"]] == ["hammer_strike/v1.mp4"]
 
 
 def test_video_without_audio_is_named(tiny_dataset, tmp_path, capsys):
-    make_video(tiny_dataset / "videos/dog_barking/v2.mp4", audio=False)
+    make_video(tiny_dataset / "videos/dog_bark/v2.mp4", audio=False)
     rc = run_cli("run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
                  "--profile", "mini", "--out", str(tmp_path / "r"))
     err = capsys.readouterr().err
-    assert rc == 2 and "dog_barking/v2.mp4: no audio stream" in err
+    assert rc == 2 and "dog_bark/v2.mp4: no audio stream" in err
 
 
 def test_short_video_is_named(tiny_dataset, tmp_path, capsys):
-    make_video(tiny_dataset / "videos/dog_barking/v2.mp4", seconds=1.5)
+    make_video(tiny_dataset / "videos/dog_bark/v2.mp4", seconds=1.5)
     rc = run_cli("run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
                  "--profile", "mini", "--out", str(tmp_path / "r"))
     err = capsys.readouterr().err
-    assert rc == 2 and "dog_barking/v2.mp4" in err and "shorter than one 2 s clip" in err
+    assert rc == 2 and "dog_bark/v2.mp4" in err and "shorter than one 2 s clip" in err
 
 
 def test_missing_class_folder_and_missing_file(tiny_dataset, tmp_path, capsys):
-    shutil.rmtree(tiny_dataset / "videos/hammering")
+    shutil.rmtree(tiny_dataset / "videos/hammer_strike")
     rc = run_cli("run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
                  "--out", str(tmp_path / "r"))
     err = capsys.readouterr().err
-    assert rc == 2 and "names class folder 'hammering'" in err and "train.txt:2" in err
-    (tiny_dataset / "train.txt").write_text("dog_barking/v0.mp4\n")
-    (tiny_dataset / "test.txt").write_text("dog_barking/v1.mp4\ndog_barking/gone.mp4\n")
+    assert rc == 2 and "names class folder 'hammer_strike'" in err and "train.txt:2" in err
+    (tiny_dataset / "train.txt").write_text("dog_bark/v0.mp4\n")
+    (tiny_dataset / "test.txt").write_text("dog_bark/v1.mp4\ndog_bark/gone.mp4\n")
     rc = run_cli("run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
                  "--out", str(tmp_path / "r"))
     err = capsys.readouterr().err
-    assert rc == 2 and "test.txt:2 names dog_barking/gone.mp4" in err
+    assert rc == 2 and "test.txt:2 names dog_bark/gone.mp4" in err
 
 
 def test_missing_root_message(tmp_path, capsys, monkeypatch):

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from ..registry import Registry
 
 PROFILES = ("paper", "mini")
-KINDS = ("image", "video", "embedding")
+KINDS = ("image", "video", "embedding", "sync")
 FORMATS = ("state_dict", "safetensors", "torchscript", "json")
 
 
