@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_commands(sub)
     from .leaderboard.cli import add_commands as add_leaderboard_commands
     add_leaderboard_commands(sub)
+    from .training.cli import add_commands as add_training_commands
+    train_sub = add_training_commands(sub)
+    from .models.avsyncd.train_base import add_train_base_command
+    add_train_base_command(train_sub)
 
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")

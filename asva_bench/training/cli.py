@@ -139,8 +139,9 @@ def cmd_train_evaluators(args) -> int:
     return 0 if res.get("quality", {}).get("all_pass", True) else 1
 
 
-def add_commands(sub) -> None:
-    """Add `sync` and `train` to the top-level sub-parsers."""
+def add_commands(sub):
+    """Add `sync` and `train` to the top-level sub-parsers; returns the `train` sub-parsers
+    so model training commands (base, avsyncd, i2vd) join the same group."""
     s = sub.add_parser("sync", help="train or evaluate the audio-visual sync classifier")
     ssub = s.add_subparsers(dest="sync_command", metavar="ACTION")
     ssub.required = True
@@ -192,3 +193,4 @@ def add_commands(sub) -> None:
     ev.add_argument("--no-eval", action="store_true", help="skip the quality-bar evaluation at the end")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_train_evaluators)
+    return trsub
