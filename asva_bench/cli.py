@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_sub = add_training_commands(sub)
     from .models.avsyncd.train_base import add_train_base_command
     add_train_base_command(train_sub)
+    from .models.avsyncd.train import add_train_commands
+    add_train_commands(train_sub)
+    from .models.avsyncd.animate import add_animate_command
+    add_animate_command(sub)
 
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")

@@ -17,6 +17,8 @@ from .api import Adapter, AdapterError, ClipBatch, parse_model_args, validate_ou
 BUILTIN_ADAPTERS = {
     "static": "asva_bench.baselines.static:Static",
     "groundtruth": "asva_bench.adapters.groundtruth:GroundTruth",
+    "avsyncd": "asva_bench.models.avsyncd.adapter:AVSyncD",
+    "i2vd": "asva_bench.baselines.i2vd:I2VD",
 }
 
 ENTRY_POINT_GROUP = "asva_bench.adapters"

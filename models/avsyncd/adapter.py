@@ -1,0 +1,177 @@
+"""The AVSyncD adapter: `asva-bench run --model avsyncd [--model-arg eta=4 ...]`.
+
+Loads the frozen parts of the run's profile (components.py), inflates the
+base with a trained checkpoint folder (written by `asva-bench train
+avsyncd`), and samples each batch with audio guidance
+eps = eps(null audio) + eta * (eps(audio) - eps(null audio)), both passes
+in one UNet call, frame 1 held fixed (pipeline.py).  Every clip's noise
+comes from its own seed (``batch.generators()``), so a clip does not depend
+on its batch-mates.
+
+Profile defaults (recorded in the adapter config, hence in the results
+fingerprint):
+
+======  ==============  =========================================================
+        steps           why
+======  ==============  =========================================================
+paper   50 PNDM         PROTOCOL.md section 5
+mini    20 PNDM         450 test clips on a CPU: ~20 steps keeps a benchmark run
+                        practical (docs/avsyncd.md has the measured cost)
+======  ==============  =========================================================
+
+Checkpoints: mini defaults to the shipped ``models/avsyncd/weights/
+avsyncd_mini``; paper needs ``checkpoint=DIR`` (the trained folder) plus the
+Stable Diffusion 1.5 folder (``base=DIR`` or $ASVA_SD15_DIR) and the
+ImageBind-huge weights (`asva-bench weights list --profile paper`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from asva_bench.adapters.api import Adapter, AdapterError, ClipBatch
+from asva_bench.protocol import ProtocolConfig
+
+from .components import (SHIPPED_MINI, ComponentError, check_identity, file_fingerprint, load_frozen_parts,
+                         read_training_record)
+from .pipeline import SCHEDULERS, AVSyncDPipeline, make_scheduler
+from .unet3d import CONFIG_FILE, TRAINABLE_WEIGHTS_FILE, AVSyncDUNet
+
+#: Sampling steps when ``steps`` is not given, per profile.
+DEFAULT_STEPS = {"paper": 50, "mini": 20}
+
+
+def profile_of(protocol: ProtocolConfig) -> str:
+    """The profile a protocol belongs to (profiles.protocol_for names mini protocols 'mini-*')."""
+    return "mini" if protocol.name.startswith("mini") else "paper"
+
+
+class AVSyncDFamily(Adapter):
+    """Shared loading and sampling of AVSyncD (audio) and I2VD (no audio)."""
+
+    model_kind: ClassVar[str] = "avsyncd"
+    batch_size = 8
+    first_frame = "input"
+
+    def _init_common(self, steps, scheduler, checkpoint, base, audio_encoder, device_dtype) -> None:
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
+            raise AdapterError(f"adapter '{self.name}': steps must be a positive integer, got {steps!r}")
+        if str(scheduler).lower() not in ("pndm", "ddim"):
+            raise AdapterError(f"adapter '{self.name}': scheduler must be 'pndm' or 'ddim', got {scheduler!r}")
+        if device_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise AdapterError(f"adapter '{self.name}': dtype must be auto, float32, bfloat16 or float16, "
+                               f"got {device_dtype!r}")
+        self.steps = steps
+        self.scheduler = str(scheduler).lower()
+        self.checkpoint = checkpoint
+        self.base = base
+        self.audio_encoder = audio_encoder
+        self.dtype = device_dtype
+        self.pipe: AVSyncDPipeline | None = None
+        self.parts = None
+        self.profile: str | None = None
+
+    def config(self) -> dict:
+        d = super().config()
+        # steps=None resolves per profile; the table is part of the fingerprint
+        d["default_steps"] = dict(DEFAULT_STEPS)
+        # the trained weights decide the output: fingerprint them (the shipped mini ones when no checkpoint)
+        folder = Path(str(self.checkpoint)).expanduser() if self.checkpoint else SHIPPED_MINI[self.model_kind]
+        wfile = folder / TRAINABLE_WEIGHTS_FILE
+        d["weights_sha256"] = file_fingerprint(wfile) if wfile.is_file() else None
+        return d
+
+    # -- setup ----------------------------------------------------------------
+    def _checkpoint_folder(self, profile: str) -> Path:
+        if self.checkpoint:
+            folder = Path(str(self.checkpoint)).expanduser()
+        elif profile == "mini":
+            folder = SHIPPED_MINI[self.model_kind]
+        else:
+            raise AdapterError(
+                f"adapter '{self.name}' (paper profile) needs a trained checkpoint: --model-arg checkpoint=DIR "
+                f"(the checkpoint/ folder of `asva-bench train {self.model_kind} --profile paper`); the paper "
+                "also needs the Stable Diffusion 1.5 folder (--model-arg base=DIR or $ASVA_SD15_DIR) and "
+                "the ImageBind-huge weights")
+        missing = [n for n in (CONFIG_FILE, TRAINABLE_WEIGHTS_FILE) if not (folder / n).is_file()]
+        if missing:
+            hint = (f"train it with `asva-bench train {self.model_kind} --profile {profile} --out DIR` and pass "
+                    f"--model-arg checkpoint=DIR/checkpoint")
+            raise AdapterError(f"adapter '{self.name}': checkpoint folder {folder} is missing "
+                               f"{', '.join(missing)}; {hint}")
+        return folder
+
+    def setup(self, protocol: ProtocolConfig, device: str = "cpu") -> None:
+        profile = profile_of(protocol)
+        folder = self._checkpoint_folder(profile)
+        with_audio = self.model_kind == "avsyncd"
+        dtype = {"auto": torch.float16 if str(device).startswith("cuda") and profile == "paper" else torch.float32,
+                 "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        try:
+            record = read_training_record(folder)
+            if record.get("model") not in (None, self.model_kind):
+                raise AdapterError(f"adapter '{self.name}': {folder} holds a '{record.get('model')}' checkpoint, "
+                                   f"not '{self.model_kind}'")
+            parts = load_frozen_parts(profile, base=self.base, audio_encoder=self.audio_encoder,
+                                      with_audio=with_audio, device=device)
+            check_identity(record, parts, folder)
+            unet = AVSyncDUNet.from_trainable(parts.unet2d, folder)
+        except (ComponentError, FileNotFoundError, ValueError) as e:
+            if isinstance(e, AdapterError):
+                raise
+            raise AdapterError(f"adapter '{self.name}': {e}") from e
+        if (unet.config.audio is None) == with_audio:
+            raise AdapterError(f"adapter '{self.name}': {folder} was trained "
+                               f"{'without' if with_audio else 'with'} an audio path")
+        unet.to(device=device, dtype=dtype).eval()
+        parts.vae.to(device=device)
+        self.parts, self.profile = parts, profile
+        self.pipe = AVSyncDPipeline(unet, make_scheduler(self.scheduler), vae=parts.vae,
+                                    text_encoder=parts.text_encoder, tokenizer=parts.tokenizer)
+        self.null = parts.null_tokens().to(device) if with_audio else None
+
+    @property
+    def num_steps(self) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        return DEFAULT_STEPS[self.profile or "paper"]
+
+    # -- sampling ---------------------------------------------------------------
+    def _sample(self, batch: ClipBatch, tokens, eta: float) -> torch.Tensor:
+        if self.pipe is None:
+            raise AdapterError(f"adapter '{self.name}': call setup(protocol, device) before generate()")
+        dev = self.pipe.device
+        text = self.parts.encode_text(list(batch.text)).to(dev)
+        out = self.pipe(batch.first_frame.to(dev), tokens, self.null, text_embeddings=text,
+                        audio_guidance=eta, num_inference_steps=self.num_steps, generator=batch.generators(),
+                        num_frames=batch.protocol.num_frames, progress=False)
+        return out.frames.float().cpu()
+
+
+class AVSyncD(AVSyncDFamily):
+    name = "avsyncd"
+    inputs = ("image", "audio", "text")
+    model_kind = "avsyncd"
+    description = ("AVSyncD (Zhang et al. 2024): inflated image diffusion with time-aligned audio cross-attention "
+                   "and audio classifier-free guidance eta")
+
+    def __init__(self, eta: float = 4.0, steps: int | None = None, scheduler: str = "pndm",
+                 checkpoint: str | None = None, base: str | None = None, audio_encoder: str | None = None,
+                 dtype: str = "auto"):
+        try:
+            self.eta = float(eta)
+        except (TypeError, ValueError):
+            raise AdapterError(f"adapter 'avsyncd': eta must be a number, got {eta!r}") from None
+        self._init_common(steps, scheduler, checkpoint, base, audio_encoder, dtype)
+
+    def generate(self, batch: ClipBatch) -> torch.Tensor:
+        if self.pipe is None:
+            raise AdapterError("adapter 'avsyncd': call setup(protocol, device) before generate()")
+        tokens = self.parts.audio_tokens(batch.mel.to(self.pipe.device))
+        return self._sample(batch, tokens, self.eta)
+
+
+__all__ = ["AVSyncD", "AVSyncDFamily", "DEFAULT_STEPS", "SCHEDULERS", "profile_of"]
