@@ -255,3 +255,19 @@ def test_evaluate_sync_reports_every_protocol(tmp_path):
     for key in ("exact", "within_tol", "p_sync"):
         assert 0.0 <= res["paper"][key] <= 1.0
     assert 0.0 < res["relsync"]["relsync_shifted"] < 1.0
+
+
+def test_paper_classifier_builds_from_the_weight_cache(tmp_path, monkeypatch):
+    """The registered paper backbone reads the released three-folder layout from the cache."""
+    from asva_bench.backbones import WeightsMissingError, build_backbone
+    from asva_bench.backbones.sync_classifier import PAPER_SYNC_NAME
+    monkeypatch.setenv("ASVA_BENCH_OFFLINE", "1")
+    with pytest.raises(WeightsMissingError, match="1Paqjad4a8mjujMJBEYqmnNEgGPi595lb"):
+        build_backbone(PAPER_SYNC_NAME, cache_root=tmp_path)
+    torch.manual_seed(0)
+    model = SyncClassifier(PAPER_SYNC).eval()
+    save_modules_folder(model, tmp_path / "weights" / PAPER_SYNC_NAME)
+    built = build_backbone(PAPER_SYNC_NAME, cache_root=tmp_path)
+    assert built.profile == "paper" and built.config.name == "paper"
+    clips, mel = torch.rand(1, 12, 3, 64, 64), torch.randn(1, 1, 128, 204)
+    torch.testing.assert_close(built.phi(clips, mel), model.phi(clips, mel))

@@ -51,3 +51,14 @@ def warmup_cosine(step: int, warmup: int, total: int, schedule: str = "cosine", 
         return 1.0
     t = (step - warmup) / max(1, total - warmup)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+#: Training-config fields that do not change the result; a resumed run may change them.
+RUNTIME_FIELDS = ("threads", "log_every", "checkpoint_every")
+
+
+def same_recipe(saved: dict | None, now: dict) -> bool:
+    """Whether a saved training config and the current one train the same model."""
+    def norm(d):  # tuples come back as lists
+        return {k: v for k, v in json.loads(json.dumps(d or {})).items() if k not in RUNTIME_FIELDS}
+    return norm(saved) == norm(now)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..protocol import ProtocolConfig, ProtocolError, select_frame_indices
+from ..protocol import ProtocolConfig, select_frame_indices
 
 CACHE_FORMAT = 2
 
@@ -338,5 +338,5 @@ def check_cache_matches(cache: ClipCache, video: CachedVideo, start: float, path
             "mel": float((video.clip_mel(start) - mel).abs().max())}
 
 
-__all__ = ["CachedVideo", "CacheEntry", "ClipCache", "ClipCacheError", "ProtocolError", "build_clip_cache",
+__all__ = ["CachedVideo", "CacheEntry", "ClipCache", "ClipCacheError", "build_clip_cache",
            "clip_fbank_rows", "decode_video", "default_cache_dir", "quantise_start"]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.mini_embedding import MiniEmbedding, MiniEmbeddingConfig, build_vocabulary, save_checkpoint
-from .checkpointing import atomic_torch_save, truncate_log, warmup_cosine
+from .checkpointing import atomic_torch_save, same_recipe, truncate_log, warmup_cosine
 from .clip_cache import ClipCache, quantise_start
 
 
@@ -126,9 +126,8 @@ def train_embedding(cache: ClipCache, out_dir, cfg: EmbeddingTrainConfig = Embed
     step, elapsed, cpu = 0, 0.0, 0.0   # wall and process-CPU seconds spent training
     if resume and state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
-        def norm(d):  # tuples saved as lists
-            return json.loads(json.dumps(d))
-        if norm(st.get("train_config")) != norm(cfg.to_dict()) or norm(st.get("model_config")) != norm(mcfg.to_dict()):
+        if not same_recipe(st.get("train_config"), cfg.to_dict()) or \
+                not same_recipe(st.get("model_config"), mcfg.to_dict()):
             raise ValueError(f"{state_path} was written with a different config; use another --out or delete it")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..backbones.mini_embedding import MiniEmbedding
 from ..backbones.sync_classifier import SyncClassifier

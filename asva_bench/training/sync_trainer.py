@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.sync_classifier import SyncClassifier, config_for_size, save_checkpoint
-from .checkpointing import atomic_torch_save, truncate_log, warmup_cosine
+from .checkpointing import atomic_torch_save, same_recipe, truncate_log, warmup_cosine
 from .clip_cache import ClipCache, quantise_start
 
 
@@ -144,7 +144,7 @@ def train_sync(cache: ClipCache, out_dir, cfg: SyncTrainConfig = SyncTrainConfig
     step, elapsed, cpu = 0, 0.0, 0.0   # wall and process-CPU seconds spent training
     if resume and state_path.is_file():
         st = torch.load(state_path, map_location=device, weights_only=True)
-        if st.get("train_config") != cfg.to_dict():
+        if not same_recipe(st.get("train_config"), cfg.to_dict()):
             raise ValueError(f"{state_path} was written with a different training config; use another --out "
                              f"or delete it to start over.\nsaved: {st.get('train_config')}\nnow:   {cfg.to_dict()}")
         model.load_state_dict(st["model"])
