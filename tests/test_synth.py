@@ -91,7 +91,8 @@ def test_event_placement_respects_rate_and_length():
         secs = c.T / S.FPS
         assert 0.5 <= len(evs) / secs <= 3.0
         assert all(off - on >= S.MIN_EVENT_FRAMES for on, off in evs)
-        assert all(a[1] + 2 <= b[0] for a, b in zip(evs, evs[1:]))  # ordered, gap >= 0.1 s
+        # ordered, with at least MIN_EVENT_GAP_S of silence between events
+        assert all(a[1] + round(S.MIN_EVENT_GAP_S * S.FPS) <= b[0] for a, b in zip(evs, evs[1:]))
         assert evs[0][0] >= 6 and evs[-1][1] <= c.T - 7              # quiet lead and tail
 
 
