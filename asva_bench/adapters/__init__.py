@@ -19,6 +19,7 @@ BUILTIN_ADAPTERS = {
     "groundtruth": "asva_bench.adapters.groundtruth:GroundTruth",
     "avsyncd": "asva_bench.models.avsyncd.adapter:AVSyncD",
     "i2vd": "asva_bench.baselines.i2vd:I2VD",
+    "aadiff": "asva_bench.baselines.aadiff:AADiff",
 }
 
 ENTRY_POINT_GROUP = "asva_bench.adapters"
