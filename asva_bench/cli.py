@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .progress import show_progress
+
 
 def _emit(args, obj: dict, human: str) -> None:
     """--json: exactly one JSON object on stdout; otherwise the human text."""
@@ -61,7 +63,7 @@ def cmd_datasets_check(args) -> int:
     from .datasets.check import check_dataset
     spec = get_dataset(args.name)
     manifest = spec.load(args.root)
-    rep = check_dataset(spec, manifest, progress=not args.json)
+    rep = check_dataset(spec, manifest, progress=show_progress())
     d = rep.to_dict()
     lines = [f"{spec.name} at {manifest.root}"]
     for split, classes in sorted(rep.counts.items()):
@@ -86,7 +88,7 @@ def cmd_datasets_make(args) -> int:
     from .datasets.synth import SYNTH, make_synth
     root = Path(args.root) if args.root else SYNTH.resolve_default()
     path = make_synth(root, seed=args.seed, videos_per_class=args.videos_per_class,
-                      progress=not args.json)
+                      progress=show_progress())
     _emit(args, {"dataset": "synth", "root": str(path)}, f"synth written to {path}")
     return 0
 
@@ -125,7 +127,7 @@ def cmd_run(args) -> int:
                    profile=profile, protocol=protocol, seed=args.seed, limit=args.limit,
                    lossless=args.lossless)
     record = run_generation(spec, out, skip_bad=args.skip_bad, device=args.device,
-                            progress=not args.json)
+                            progress=show_progress())
     c = record.get("clips", {})
     human = (f"{c.get('generated')}/{c.get('expected')} clips in {out / 'videos'} "
              f"({record.get('status')}); manifest: {out / 'run.json'}")
@@ -155,7 +157,7 @@ def _score(args, run_dir, allow_incomplete=None):
     record = load_run(Path(run_dir))
     suite = load_suite(record["profile"], device=args.device)
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if getattr(args, "metrics", None) else None
-    opts = ScoreOptions(progress=not args.json, device=args.device,
+    opts = ScoreOptions(progress=show_progress(), device=args.device,
                         allow_incomplete=getattr(args, "allow_incomplete", False) if allow_incomplete is None else allow_incomplete,
                         allow_dataset_change=getattr(args, "allow_dataset_change", False))
     if metrics:
@@ -192,7 +194,7 @@ def cmd_validate(args) -> int:
     cfg = protocol_for(spec.protocol, args.profile)
     entries = sorted(manifest.split("test"), key=lambda e: e.rel_path)[:args.limit or None]
     report = validate(load_suite(args.profile, device=args.device), entries, cfg,
-                      replicates=args.replicates, progress=not args.json)
+                      replicates=args.replicates, progress=show_progress())
     report.update({"profile": args.profile, "dataset": args.dataset, "protocol": cfg.to_dict()})
     out = Path(args.out or Path("runs") / f"validate-{args.dataset}-{args.profile}")
     files = write_report(report, out)
@@ -207,13 +209,15 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
     from .results import formatted, load_results, to_frame
     t = time.perf_counter()
-    rep = run_demo(args.out, limit=args.limit, progress=not args.json, device=args.device,
+    rep = run_demo(args.out, limit=args.limit, progress=show_progress(), device=args.device,
                    log=(lambda *_: None) if args.json else print)
     total = round(time.perf_counter() - t, 1)
     df = to_frame([load_results(p) for p in rep.runs.values()])
+    skipped = "\n".join(f"NOT RUN {k}: {v}" for k, v in rep.unavailable.items())
     human = "\n".join(filter(None, [
         rep.reduced_protocol,
         formatted(df).to_markdown(index=False),
+        skipped,
         f"\ntotal {total} s; tables: {rep.table.get('md')} (also .csv, .tex)",
         f"leaderboard: open {rep.site}",
         f"run folders: {Path(args.out) / 'runs'}"]))

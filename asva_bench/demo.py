@@ -43,7 +43,7 @@ def available_models(models=DEMO_MODELS) -> tuple[list, dict]:
 
 def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, progress: bool = True,
              device: str = "cpu", log=print) -> DemoReport:
-    from .adapters import adapter_registry, build_adapter
+    from .adapters import AdapterError, adapter_registry, build_adapter
     from .datasets import get_dataset
     from .datasets.synth import ensure_synth
     from .evaluators import load_suite
@@ -74,9 +74,15 @@ def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, prog
         label = name + ("-" + "-".join(a.replace("=", "") for a in args) if args else "")
         run_dir = out / "runs" / label
         t = time.perf_counter()
-        rec = run_generation(RunSpec(adapter=adapter, adapter_target=reg.get(name), manifest=manifest,
-                                     split="test", profile="mini", protocol=protocol, limit=limit),
-                             run_dir, device=device, progress=progress)
+        try:
+            rec = run_generation(RunSpec(adapter=adapter, adapter_target=reg.get(name), manifest=manifest,
+                                         split="test", profile="mini", protocol=protocol, limit=limit),
+                                 run_dir, device=device, progress=progress)
+        except AdapterError as e:
+            # e.g. mini weights not shipped in this version: say so, go on with the other models
+            rep.unavailable[label] = str(e)
+            log(f"skipping {label}: {e}")
+            continue
         rep.timings[f"generate {label}"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
         score_run(run_dir, suite, ScoreOptions(progress=progress, device=device))

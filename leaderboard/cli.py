@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from asva_bench.progress import show_progress
+
 
 def _emit(args, obj: dict, text: str) -> None:
     print(json.dumps(obj) if args.json else text)
@@ -34,7 +36,7 @@ def cmd_leaderboard_build(args) -> int:
     from .validate import ResultsError
     try:
         summary = build_site(args.results, args.out, gallery_per_class=args.gallery_per_class,
-                             gallery_page_size=args.gallery_page_size, progress=not args.json)
+                             gallery_page_size=args.gallery_page_size, progress=show_progress())
     except (ResultsError, SiteError, ValueError) as e:
         return _fail(args, str(e))
     lines = [f"site written to {args.out} (open {args.out}/index.html)"]
@@ -76,7 +78,7 @@ def cmd_study_make(args) -> int:
     try:
         summary = make_study(args.runs, args.raters, args.out, per_example=args.per_example,
                              examples=args.examples, seed=args.seed, groundtruth=args.groundtruth,
-                             progress=not args.json)
+                             progress=show_progress())
     except StudyError as e:
         return _fail(args, str(e))
     lines = [f"study {summary['study_id']}: {summary['examples']} examples, {len(summary['sheets'])} "

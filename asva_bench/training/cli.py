@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..progress import show_progress
+
 
 def _emit(args, obj: dict, human: str) -> None:
     if getattr(args, "json", False):
@@ -35,7 +37,7 @@ def _cache_args(p) -> None:
 def _caches(args, size: str, splits):
     from .mini_evaluators import build_caches
     return build_caches(args.dataset, args.root, size, splits=splits, workers=args.workers,
-                        cache_dir=args.cache_dir, progress=not args.json)
+                        cache_dir=args.cache_dir, progress=show_progress())
 
 
 # --------------------------------------------------------------------------
@@ -53,7 +55,7 @@ def cmd_sync_train(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / "sync" / f"{args.dataset}-{args.size}"
     t0 = time.perf_counter()
     cache = _caches(args, args.size, ("train",))["train"]
-    summary = train_sync(cache, out, cfg, resume=not args.no_resume, progress=not args.json, device=args.device)
+    summary = train_sync(cache, out, cfg, resume=not args.no_resume, progress=show_progress(), device=args.device)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     human = (f"sync classifier ({args.size}): step {summary['step']}/{cfg.steps}, last loss "
              f"{summary['last_loss']}; loss log {out / 'loss_log.jsonl'}"
@@ -88,7 +90,7 @@ def cmd_sync_eval(args) -> int:
     model = load_sync_model(args.checkpoint, args.size, args.device)
     size = model.config.name if model.config.name in ("paper", "mini") else args.size
     cache = _caches(args, size, (args.split,))[args.split]
-    res = evaluate_sync(model, cache, protocols, args.max_videos, progress=not args.json)
+    res = evaluate_sync(model, cache, protocols, args.max_videos, progress=show_progress())
     lines = [f"sync classifier '{model.config.name}' on {args.dataset}/{args.split} ({res['videos']} videos)"]
     for p in protocols:
         r = res[p]
@@ -127,7 +129,7 @@ def cmd_train_evaluators(args) -> int:
         emb_cfg = dataclasses.replace(emb_cfg, steps=args.embedding_steps)
     res = train_mini_evaluators(args.dataset, args.root, args.out, args.work, args.cache_dir, sync_cfg, emb_cfg,
                                 workers=args.workers, parallel=not args.sequential, resume=not args.no_resume,
-                                progress=not args.json, evaluate=not args.no_eval)
+                                progress=show_progress(), evaluate=not args.no_eval)
     m = res["manifest"]
     lines = [f"mini evaluators written to {res['out_dir']} ({m['total_bytes'] / 2**20:.2f} MiB)",
              f"wall time: {m['wall_seconds']['total']:.0f} s (decode {m['wall_seconds']['decode_cache']:.0f} s, "

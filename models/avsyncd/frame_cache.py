@@ -36,6 +36,7 @@ import torch
 
 from asva_bench.avio import MediaError, VideoFrames, atomic_path, read_audio
 from asva_bench.protocol import ProtocolConfig, resample, select_frame_indices, spatial_transform, waveforms_to_mel
+from asva_bench.progress import show_progress
 
 CACHE_VERSION = 1
 DEFAULT_CACHE_FPS = 12.0
@@ -389,7 +390,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         c = ensure_frame_cache(args.dataset, args.root, args.split, args.profile, args.fps, args.cache_dir,
-                               args.workers, progress=args.progress and not args.json)
+                               args.workers, progress=args.progress and show_progress())
     except (ValueError, FileNotFoundError, MediaError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

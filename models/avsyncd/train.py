@@ -69,6 +69,8 @@ from .components import TRAINING_RECORD, FrozenParts, check_identity, load_froze
 from .pipeline import make_scheduler
 from .unet3d import AVSyncDUNet
 
+from asva_bench.progress import show_progress
+
 MODELS = ("avsyncd", "i2vd")
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "loss_log.jsonl"
@@ -571,7 +573,7 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
 def _frame_cache(args):
     from .frame_cache import ensure_frame_cache
     return ensure_frame_cache(args.dataset, root=args.root, split="train", profile=args.profile,
-                              cache_dir=args.cache_dir, workers=args.workers, progress=not args.json,
+                              cache_dir=args.cache_dir, workers=args.workers, progress=show_progress(),
                               device="cpu")
 
 
@@ -582,7 +584,7 @@ def cmd_train(args) -> int:
                  "checkpoint_minutes": args.checkpoint_minutes, "mixed_precision": args.mixed_precision,
                  "gradient_checkpointing": args.gradient_checkpointing,
                  "precompute_audio": args.precompute_audio, "device": args.device, "dataset": args.dataset,
-                 "progress": not args.json}
+                 "progress": show_progress()}
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
