@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: (model, model args) in Table 1 order; the ground truth is the reference row.
+#: (model, model args[, label]) in Table 1 order; the ground truth is the reference row.
 DEMO_MODELS = (("groundtruth", ()), ("static", ()), ("i2vd", ()), ("aadiff", ()),
                ("avsyncd", ("eta=4",)))
 
@@ -33,9 +33,10 @@ def available_models(models=DEMO_MODELS) -> tuple[list, dict]:
     from .adapters import adapter_registry
     reg = adapter_registry()
     ok, missing = [], {}
-    for name, args in models:
+    for entry in models:
+        name = entry[0]
         if name in reg:
-            ok.append((name, args))
+            ok.append(entry)
         else:
             missing[name] = "adapter not installed in this version"
     return ok, missing
@@ -69,9 +70,12 @@ def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, prog
     for name, reason in rep.unavailable.items():
         log(f"skipping {name}: {reason}")
     reg = adapter_registry()
-    for name, args in todo:
+    for entry in todo:
+        name, args = entry[0], entry[1]
         adapter = build_adapter(name, list(args))
-        label = name + ("-" + "-".join(a.replace("=", "") for a in args) if args else "")
+        # an entry may name its own label (name, args, label); else e.g. avsyncd-eta4
+        label = entry[2] if len(entry) > 2 else name + ("-" + "-".join(a.replace("=", "") for a in args)
+                                                          if args else "")
         run_dir = out / "runs" / label
         t = time.perf_counter()
         try:
