@@ -15,14 +15,19 @@ DEFAULT_REPLICATES = 1000
 DEFAULT_SEED = 0
 
 
+def video_draws(n_videos: int, replicates: int, seed: int = DEFAULT_SEED):
+    """Yield, per replicate, the indices of the drawn videos (with replacement)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(replicates):
+        yield rng.integers(0, n_videos, n_videos)
+
+
 def video_resamples(video_index: np.ndarray, replicates: int, seed: int = DEFAULT_SEED):
     """Yield, per replicate, the row indices of the drawn videos' clips."""
     video_index = np.asarray(video_index)
     videos, inverse = np.unique(video_index, return_inverse=True)
     rows_of = [np.flatnonzero(inverse == v) for v in range(len(videos))]
-    rng = np.random.default_rng(seed)
-    for _ in range(replicates):
-        draw = rng.integers(0, len(videos), len(videos))
+    for draw in video_draws(len(videos), replicates, seed):
         yield np.concatenate([rows_of[v] for v in draw])
 
 
@@ -46,6 +51,12 @@ def bootstrap_statistic(stat: Callable[[np.ndarray], float], video_index, replic
     """CI of any statistic of a row subset (e.g. a Frechet distance of the drawn rows)."""
     vals = [stat(rows) for rows in video_resamples(video_index, replicates, seed)]
     return percentile_ci(vals)
+
+
+def draw_counts(n_videos: int, replicates: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """[replicates, n_videos]: how often each video is drawn (the same draws as video_resamples)."""
+    return np.stack([np.bincount(d, minlength=n_videos) for d in video_draws(n_videos, replicates, seed)]
+                    ).astype(np.float64)
 
 
 def bootstrap_paired_difference(a, b, video_index, replicates: int = DEFAULT_REPLICATES,

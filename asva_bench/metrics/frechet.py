@@ -47,3 +47,55 @@ def frechet_distance(mu1, s1, mu2, s2) -> float:
 
 def frechet_distance_from_features(x1, x2) -> float:
     return frechet_distance(*gaussian_stats(x1), *gaussian_stats(x2))
+
+
+# --------------------------------------------------------------------------
+# Bootstrap over videos from per-video sufficient statistics
+# --------------------------------------------------------------------------
+#: Above this many float64 entries (videos x D x D per side) the per-video second
+#: moments would not fit comfortably in memory (paper Inception: D = 2048), and the
+#: bootstrap falls back to recomputing each replicate from its rows.
+MAX_MOMENT_ENTRIES = 40_000_000
+
+
+def per_video_moments(x: np.ndarray, video_of_row: np.ndarray, n_videos: int, centre: np.ndarray):
+    """Per video: row count [V], sum of (x - centre) [V, D], sum of outer products [V, D, D]."""
+    xc = np.asarray(x, np.float64) - centre
+    counts = np.bincount(video_of_row, minlength=n_videos).astype(np.float64)
+    sums = np.zeros((n_videos, xc.shape[1]))
+    np.add.at(sums, video_of_row, xc)
+    outer = np.zeros((n_videos, xc.shape[1], xc.shape[1]))
+    for v in range(n_videos):
+        rows = xc[video_of_row == v]
+        outer[v] = rows.T @ rows
+    return counts, sums, outer
+
+
+def stats_from_moments(weights: np.ndarray, counts, sums, outer) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (in the centred frame) and unbiased covariance of the rows of the videos drawn
+    ``weights[v]`` times each: the same numbers gaussian_stats gives on the drawn rows."""
+    n = float(weights @ counts)
+    if n < 2:
+        raise ValueError("a bootstrap replicate drew fewer than 2 rows")
+    mu = weights @ sums / n
+    second = np.tensordot(weights, outer, axes=1)
+    cov = (second - n * np.outer(mu, mu)) / (n - 1.0)
+    return mu, (cov + cov.T) / 2.0
+
+
+def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray) -> np.ndarray:
+    """Frechet distance of each bootstrap replicate.
+
+    ``fake_video`` / ``real_video``: video number (0..V-1) of each row; ``counts``:
+    [replicates, V] draw counts (bootstrap.draw_counts).  A drawn video contributes its
+    rows to both sets.  Equal to recomputing gaussian_stats on the drawn rows, but the
+    rows are summed once per video instead of once per replicate.
+    """
+    V = counts.shape[1]
+    centre = np.asarray(real, np.float64).mean(0)   # shared shift: the distance does not change
+    f = per_video_moments(fake, fake_video, V, centre)
+    r = per_video_moments(real, real_video, V, centre)
+    out = np.empty(len(counts))
+    for i, w in enumerate(counts):
+        out[i] = frechet_distance(*stats_from_moments(w, *f), *stats_from_moments(w, *r))
+    return out
