@@ -2,10 +2,11 @@
 
 d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
 
-tr((S1 S2)^(1/2)) is computed as sum(sqrt(eig(A S2 A))) with A = S1^(1/2)
-from a symmetric eigendecomposition: A S2 A is symmetric positive
-semi-definite and has the eigenvalues of S1 S2, so no non-symmetric sqrtm
-(scipy.linalg.sqrtm, as in pytorch-fid) and no complex round-off is needed.
+tr((S1 S2)^(1/2)) is computed as sum(sqrt(eig(A^T S2 A))) with S1 = A A^T
+(Cholesky factor; the symmetric square root from an eigendecomposition when
+S1 is singular): A^T S2 A is symmetric positive semi-definite and has the
+eigenvalues of S1 S2, so no non-symmetric sqrtm (scipy.linalg.sqrtm, as in
+pytorch-fid) and no complex round-off is needed.
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ def _psd_sqrt(s: np.ndarray) -> np.ndarray:
 
 
 def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
-    a = _psd_sqrt(np.asarray(s1, np.float64))
-    m = a @ np.asarray(s2, np.float64) @ a
+    s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+    try:
+        # S1 = L L^T (Cholesky, far cheaper than an eigendecomposition): L^T S2 L is symmetric
+        # PSD with the eigenvalues of S1 S2
+        a = np.linalg.cholesky((s1 + s1.T) / 2.0)
+        m = a.T @ s2 @ a
+    except np.linalg.LinAlgError:  # singular S1 (fewer samples than dimensions): PSD square root
+        a = _psd_sqrt(s1)
+        m = a @ s2 @ a
     w = np.linalg.eigvalsh((m + m.T) / 2.0)
     return float(np.sqrt(np.clip(w, 0.0, None)).sum())
 
@@ -93,9 +101,19 @@ def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray) ->
     """
     V = counts.shape[1]
     centre = np.asarray(real, np.float64).mean(0)   # shared shift: the distance does not change
-    f = per_video_moments(fake, fake_video, V, centre)
-    r = per_video_moments(real, real_video, V, centre)
     out = np.empty(len(counts))
-    for i, w in enumerate(counts):
-        out[i] = frechet_distance(*stats_from_moments(w, *f), *stats_from_moments(w, *r))
+    sides = [per_video_moments(x, vid, V, centre) for x, vid in ((fake, fake_video), (real, real_video))]
+    D = sides[0][1].shape[1]
+    chunk = max(1, int(5e6 // (D * D)))               # replicates whose second moments fit in ~40 MB
+    for start in range(0, len(counts), chunk):
+        w = counts[start:start + chunk]
+        # the sums over the drawn videos, for a chunk of replicates in one matrix product per side
+        parts = [(w @ n_v, w @ sums, (w @ outer.reshape(V, D * D)).reshape(-1, D, D))
+                 for n_v, sums, outer in sides]
+        for i in range(len(w)):
+            stats = []
+            for n, s1, s2 in parts:
+                mu = s1[i] / n[i]
+                stats += [mu, (s2[i] - n[i] * np.outer(mu, mu)) / (n[i] - 1.0)]
+            out[start + i] = frechet_distance(*stats)
     return out
