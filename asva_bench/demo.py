@@ -8,6 +8,7 @@ completion without redoing finished work.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +84,10 @@ def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, prog
                                          split="test", profile="mini", protocol=protocol, limit=limit),
                                  run_dir, device=device, progress=progress)
         except AdapterError as e:
-            # e.g. mini weights not shipped in this version: say so, go on with the other models
+            # e.g. mini weights not shipped in this version: say so, go on with the other models;
+            # a run folder without any clip is removed so a later demo starts it afresh
+            if run_dir.is_dir() and not any((run_dir / "videos").rglob("*.mp4")):
+                shutil.rmtree(run_dir)
             rep.unavailable[label] = str(e)
             log(f"skipping {label}: {e}")
             continue

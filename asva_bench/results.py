@@ -30,9 +30,24 @@ def load_results(path) -> dict:
     return r
 
 
+def _changed_args(name: str, cfg: dict) -> dict:
+    """The model arguments of ``cfg`` that differ from the adapter's defaults (the full config
+    stays in the results file; a table shows what tells runs of one model apart)."""
+    import inspect
+    try:
+        from .adapters import get_adapter_class
+        params = inspect.signature(get_adapter_class(name).__init__).parameters
+    except Exception:  # adapter not installed here: show the short scalar settings
+        return {k: v for k, v in cfg.items()
+                if isinstance(v, (int, float, bool, str)) and len(str(v)) <= 30}
+    return {k: v for k, v in cfg.items()
+            if k in params and k != "self" and params[k].default is not inspect.Parameter.empty
+            and v != params[k].default}
+
+
 def model_label(r: dict) -> str:
     cfg = r["model"].get("config") or {}
-    args = ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()))
+    args = ", ".join(f"{k}={v}" for k, v in sorted(_changed_args(r["model"]["name"], cfg).items()))
     return r["model"]["name"] + (f" ({args})" if args else "")
 
 

@@ -19,5 +19,6 @@ def test_demo_scores_what_it_can_and_names_what_it_could_not(tmp_path, monkeypat
     reason = rep.unavailable["avsyncd-eta4"]
     assert "no-such-checkpoint" in reason and "asva-bench train avsyncd" in reason
     assert any(l.startswith("skipping avsyncd-eta4") for l in lines)
+    assert not (tmp_path / "demo" / "runs" / "avsyncd-eta4").exists()   # no empty run folder left
     assert rep.reduced_protocol and "first 2 test videos" in rep.reduced_protocol
     assert Path(rep.site).is_file()

@@ -137,3 +137,14 @@ def test_results_table_refuses_mixed_fingerprints(tiny_dataset, tmp_path, suite,
     assert "(fingerprint differs)" in md
     tex = (tmp_path / "t.tex").read_text()
     assert "RelSync" in tex and "\\textbf" not in tex  # static is a reference row, never bold
+
+
+def test_model_label_shows_only_changed_arguments():
+    from asva_bench.results import model_label
+    cfg = {"strength": 2.0, "smoothing": 3, "steps": None, "mask_threshold": 0.3, "local": True, "base": None,
+           "dtype": "auto", "default_steps": {"mini": 10, "paper": 50}, "scheduler": "ddim"}
+    assert model_label({"model": {"name": "aadiff", "config": cfg}}) == "aadiff"
+    assert model_label({"model": {"name": "aadiff", "config": {**cfg, "strength": 4.0}}}) == "aadiff (strength=4.0)"
+    # an adapter not installed here: its short scalar settings
+    other = {"model": {"name": "someone:Else", "config": {"eta": 4, "table": {"a": 1}, "sha": "x" * 64}}}
+    assert model_label(other) == "someone:Else (eta=4)"
