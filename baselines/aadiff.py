@@ -238,9 +238,22 @@ class AADiff(Adapter):
         d = super().config()
         d["default_steps"] = dict(DEFAULT_STEPS)
         d["scheduler"] = "ddim"
-        if self.parts is not None:
-            d["base_identity"] = self.parts.identity.get("base")
+        # the frozen base decides the output: fingerprint its UNet weights (as AVSyncD does its checkpoint)
+        d["base_unet_sha256"] = self._base_fingerprints()
         return d
+
+    def _base_fingerprints(self) -> dict:
+        import os
+        from pathlib import Path
+
+        from asva_bench.models.avsyncd.components import SD15_ENV, _weight_file, file_fingerprint, mini_base_folder
+        folders = ({"given": Path(str(self.base)).expanduser()} if self.base else
+                   {"mini": mini_base_folder(None), "paper": os.environ.get(SD15_ENV)})
+        out = {}
+        for k, folder in folders.items():
+            w = _weight_file(Path(folder) / "unet") if folder else None
+            out[k] = file_fingerprint(w) if w else None
+        return out
 
     @property
     def num_steps(self) -> int:

@@ -150,6 +150,7 @@ def test_quiet_frames_follow_the_input_and_loud_frames_move(base_folder):
     torch.testing.assert_close(moved[:, 0], batch.first_frame, atol=0, rtol=0)
     cfg = a.config()
     assert cfg["strength"] == 3.0 and cfg["default_steps"] == {"paper": 50, "mini": 10}
+    assert len(cfg["base_unet_sha256"]["given"]) == 64     # the base's weights are in the fingerprint
 
 
 def test_missing_base_is_a_clear_error(tmp_path):
