@@ -47,8 +47,12 @@ def export_votes(driver, folder: Path, sheet_id: str) -> dict:
     driver.find_element("id", "export").click()
     target = folder / f"votes-{sheet_id}.json"
     deadline = time.monotonic() + 10
-    while not target.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Chromium can show the file before its bytes are flushed: wait until it parses
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(target.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            time.sleep(0.05)
     assert target.exists(), sorted(p.name for p in folder.iterdir())
     return json.loads(target.read_text())
 
