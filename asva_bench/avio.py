@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .protocol import PAPER, ProtocolConfig, ProtocolError, audio_window, clip_start_times, \
-    select_frame_indices, spatial_transform
+    select_frame_indices, shifted_audio_start, spatial_transform
 
 
 class MediaError(IOError):
@@ -219,18 +219,29 @@ class VideoFrames:
 
 @dataclass
 class DecodedClip:
-    """One protocol clip: frames [T,3,H,W] float in [0,1], audio [samples], its start time."""
+    """One protocol clip: frames [T,3,H,W] float in [0,1], audio [samples], its start time.
+
+    ``model_audio`` is set only for a shifted-audio control run: the window
+    the model is given instead of ``audio`` (which stays the clip's own).
+    """
     frames: torch.Tensor
     audio: torch.Tensor
     start: float
     frame_indices: np.ndarray
+    model_audio: torch.Tensor | None = None
 
 
-def decode_protocol_clips(path, cfg: ProtocolConfig = PAPER, starts=None) -> list[DecodedClip]:
-    """Decode a video once and cut the protocol's test clips from it."""
+def decode_protocol_clips(path, cfg: ProtocolConfig = PAPER, starts=None,
+                          audio_shift: float = 0.0) -> list[DecodedClip]:
+    """Decode a video once and cut the protocol's test clips from it.
+
+    ``audio_shift`` (seconds, control runs only) also cuts each clip's
+    ``model_audio``: the window ``shifted_audio_start`` picks.
+    """
     path = Path(path)
     vf = VideoFrames(path)
     wav, sr = read_audio(path)
+    duration = min(vf.duration, len(wav) / sr)
     if starts is None:
         try:
             starts = clip_start_times(vf.duration, len(wav) / sr, cfg, source=str(path))
@@ -240,7 +251,14 @@ def decode_protocol_clips(path, cfg: ProtocolConfig = PAPER, starts=None) -> lis
     for s in starts:
         idx = select_frame_indices(vf.timestamps, s, cfg)
         frames = spatial_transform(vf.get(idx), cfg)
-        clips.append(DecodedClip(frames, audio_window(wav, sr, s, cfg), float(s), idx))
+        clip = DecodedClip(frames, audio_window(wav, sr, s, cfg), float(s), idx)
+        if audio_shift:
+            try:
+                s_audio = shifted_audio_start(float(s), float(audio_shift), duration, cfg, source=str(path))
+            except ProtocolError as e:
+                raise MediaError(str(e)) from e
+            clip.model_audio = audio_window(wav, sr, s_audio, cfg)
+        clips.append(clip)
     return clips
 
 

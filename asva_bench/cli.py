@@ -123,9 +123,11 @@ def cmd_run(args) -> int:
     spec_ds, manifest = _load_manifest(args.dataset, args.root)
     protocol = protocol_for(spec_ds.protocol, profile)
     out = Path(args.out) if args.out else default_run_dir(args.dataset, profile, adapter)
+    if args.audio_shift and not args.out:
+        out = out.with_name(f"{out.name}-audio-shift-{args.audio_shift:g}s")
     spec = RunSpec(adapter=adapter, adapter_target=target, manifest=manifest, split=args.split,
                    profile=profile, protocol=protocol, seed=args.seed, limit=args.limit,
-                   lossless=args.lossless)
+                   lossless=args.lossless, audio_shift=args.audio_shift)
     record = run_generation(spec, out, skip_bad=args.skip_bad, device=args.device,
                             progress=show_progress())
     c = record.get("clips", {})
@@ -237,6 +239,19 @@ def cmd_results_table(args) -> int:
     return 0
 
 
+def cmd_results_paired(args) -> int:
+    from .results import LABELS, paired_difference
+    d = paired_difference(args.run_a, args.run_b, args.metric, args.replicates)
+    name = LABELS.get(d["metric"], d["metric"])
+    verdict = ("the 95% interval excludes zero" if d["excludes_zero"]
+               else "the 95% interval includes zero: no significant difference")
+    human = (f"{name}: A = {d['a']['label']} {d['a']['mean']:.2f}, B = {d['b']['label']} {d['b']['mean']:.2f}\n"
+             f"A - B = {d['difference']:.2f}  95% CI [{d['ci_low']:.2f}, {d['ci_high']:.2f}]  paired over "
+             f"{d['n_clips']} clips, resampling {d['n_videos']} test videos; {verdict}")
+    _emit(args, d, human)
+    return 0
+
+
 # ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -284,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="count and list unreadable input videos instead of stopping")
     r.add_argument("--lossless", action="store_true",
                    help="write clips with lossless h264 (part of the fingerprint; the paper used the default)")
+    r.add_argument("--audio-shift", type=float, default=0.0, metavar="SECONDS",
+                   help="sync control: give the model the audio SECONDS off (same recording; clips and scores "
+                        "keep the true audio); compare with `asva-bench results paired`")
     r.add_argument("--device", default="cpu")
     r.add_argument("--metrics", help="comma-separated subset of metrics (default: all six)")
     r.add_argument("--no-score", action="store_true", help="generate only")
@@ -342,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="show runs of different fingerprints together (marked)")
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_results_table)
+    rp = rsub.add_parser("paired", help="A - B of a per-clip metric over the same clips, with a paired "
+                                        "bootstrap interval (e.g. true vs shifted audio)")
+    rp.add_argument("run_a", help="run folder or results.json (A)")
+    rp.add_argument("run_b", help="run folder or results.json (B)")
+    rp.add_argument("--metric", default="relsync", help="relsync (default), alignsync, ia or it")
+    rp.add_argument("--replicates", type=int, default=1000)
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_results_paired)
     return p
 
 

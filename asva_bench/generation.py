@@ -59,9 +59,11 @@ class RunSpec:
     seed: int = 0
     limit: int | None = None
     lossless: bool = False
+    # control runs: the model hears the audio this many seconds off (clips keep their own audio)
+    audio_shift: float = 0.0
 
     def identity(self) -> dict:
-        return {
+        ident = {
             "model": {"name": self.adapter.name, "adapter": self.adapter_target,
                       "config": self.adapter.config(), "first_frame": self.adapter.first_frame},
             "dataset": {"name": self.manifest.dataset, "split": self.split,
@@ -74,6 +76,12 @@ class RunSpec:
                          "audio": "aac", "audio_source": "ground truth"},
             "seeds": {"run_seed": self.seed, "clip_seed_rule": "sha256('<run_seed>:<clip_id>')[:8] & (2^63-1)"},
         }
+        if self.audio_shift:  # absent for ordinary runs, so their identity is unchanged
+            ident["conditioning"] = {
+                "audio_shift_s": float(self.audio_shift),
+                "rule": "the model is given the audio window |shift| s later in the same recording, or "
+                        "earlier where later runs past its end; written clips and scoring use the true audio"}
+        return ident
 
 
 def _entries(spec: RunSpec) -> list[VideoEntry]:
@@ -92,7 +100,7 @@ def _check_or_write_manifest(out: Path, spec: RunSpec, rank: int) -> dict:
             old = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise RunFolderError(f"{path} is not valid JSON ({e}); delete the run folder or use another --out") from e
-        diffs = [k for k in ident if old.get(k) != ident[k]]
+        diffs = [k for k in sorted(set(ident) | ({"conditioning"} & set(old))) if old.get(k) != ident.get(k)]
         if diffs:
             raise RunFolderError(
                 f"{out} holds a different run (differs in: {', '.join(diffs)}); "
@@ -113,7 +121,7 @@ def _batches(jobs_by_video: dict, spec: RunSpec, skip_bad: bool, skipped: list):
     pending = []
     for entry, jobs in jobs_by_video.items():
         try:
-            clips = decode_protocol_clips(entry.path, cfg)
+            clips = decode_protocol_clips(entry.path, cfg, audio_shift=spec.audio_shift)
         except MediaError as e:
             if not skip_bad:
                 raise MediaError(f"{e}\n(run with --skip-bad to count and list bad files instead "
@@ -131,7 +139,8 @@ def _batches(jobs_by_video: dict, spec: RunSpec, skip_bad: bool, skipped: list):
 
 def _make_batch(group, spec: RunSpec) -> ClipBatch:
     cfg = spec.protocol
-    audio = torch.stack([c.audio for _, c in group])
+    # what the model hears: its own audio, or the shifted window of a control run
+    audio = torch.stack([c.audio if c.model_audio is None else c.model_audio for _, c in group])
     wants_video = "video" in spec.adapter.inputs
     return ClipBatch(
         first_frame=torch.stack([c.frames[0] for _, c in group]),

@@ -95,6 +95,23 @@ def clip_start_times(video_duration: float, audio_duration: float,
     return [float(t) for t in np.linspace(0.0, last, cfg.clips_per_video)]
 
 
+def shifted_audio_start(start: float, shift: float, duration: float, cfg: ProtocolConfig = PAPER,
+                        source: str = "<media>") -> float:
+    """Start of the audio window a model is given in a shifted-audio control run.
+
+    The window moves ``shift`` seconds later in the same recording; where that
+    runs past the end of the usable duration it moves ``shift`` seconds earlier
+    instead, so every clip gets audio that is off by exactly ``|shift|``.
+    """
+    later, earlier = start + shift, start - shift
+    for s in (later, earlier):
+        if s >= -1e-9 and s + cfg.clip_seconds <= duration + 1e-9:
+            return max(0.0, float(s))
+    raise ProtocolError(
+        f"{source}: an audio window shifted by {shift:g} s from the clip at {start:.3f} s does not fit in the "
+        f"{duration:.3f} s recording either way; use a smaller --audio-shift")
+
+
 # --------------------------------------------------------------------------
 # Frame selection
 # --------------------------------------------------------------------------

@@ -48,7 +48,9 @@ def _changed_args(name: str, cfg: dict) -> dict:
 def model_label(r: dict) -> str:
     cfg = r["model"].get("config") or {}
     args = ", ".join(f"{k}={v}" for k, v in sorted(_changed_args(r["model"]["name"], cfg).items()))
-    return r["model"]["name"] + (f" ({args})" if args else "")
+    shift = (r.get("conditioning") or {}).get("audio_shift_s")
+    return (r["model"]["name"] + (f" ({args})" if args else "")
+            + (f" [audio shifted {shift:g} s]" if shift else ""))
 
 
 def to_frame(results: list[dict], allow_mixed: bool = False) -> pd.DataFrame:
@@ -123,3 +125,62 @@ def write_tables(df: pd.DataFrame, out_prefix) -> dict:
     paths["md"].write_text(formatted(df).to_markdown(index=False) + "\n")
     paths["tex"].write_text(formatted(df, latex=True).to_latex(index=False, escape=False))
     return {k: str(v) for k, v in paths.items()}
+
+
+# --------------------------------------------------------------------------
+# Paired comparison of two runs over the same clips
+# --------------------------------------------------------------------------
+def read_per_clip(run) -> dict[str, dict]:
+    """clip_id -> {"video_id", "metrics"} from a scored run's scores.jsonl."""
+    p = Path(run)
+    p = p.parent if p.name == "results.json" else p
+    f = p / "scores.jsonl"
+    if not f.is_file():
+        raise ResultsError(f"{f}: no per-clip scores; score the run with `asva-bench score {p}`")
+    out = {}
+    for n, line in enumerate(f.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[row["clip_id"]] = {"video_id": row["video_id"], "metrics": row["metrics"]}
+        except (json.JSONDecodeError, KeyError) as e:
+            raise ResultsError(f"{f}:{n}: not a per-clip score record ({e}); rescore the run") from e
+    return out
+
+
+def paired_difference(run_a, run_b, metric: str = "relsync", replicates: int = 1000) -> dict:
+    """Mean over shared clips of metric(a) - metric(b), with a 95% bootstrap interval over
+    test videos (the same resampling unit as every interval of the benchmark).
+
+    Both runs must score the same test clips (the same fingerprint); a clip
+    scored in only one run is an error, never silently dropped.
+    """
+    import numpy as np
+    from .metrics.bootstrap import bootstrap_paired_difference
+    if metric not in METRICS:
+        raise ResultsError(METRICS.unknown_message(metric))
+    ra, rb = load_results(run_a), load_results(run_b)
+    if ra["fingerprint"] != rb["fingerprint"]:
+        raise ResultsError(f"{ra['_path']} and {rb['_path']} have different fingerprints "
+                           f"({ra['fingerprint']} vs {rb['fingerprint']}): not the same test clips and evaluators")
+    a, b = read_per_clip(ra["_path"]), read_per_clip(rb["_path"])
+    only = sorted(set(a) ^ set(b))
+    if only:
+        raise ResultsError(f"the runs score different clips ({len(only)} in only one, e.g. {only[0]}); "
+                           "complete both runs (`asva-bench run` resumes) and rescore")
+    ids = sorted(a)
+    if not ids:
+        raise ResultsError(f"{ra['_path']}: no scored clips")
+    if metric not in a[ids[0]]["metrics"]:
+        raise ResultsError(f"{metric} has no per-clip values (FID and FVD are set-level metrics); "
+                           f"choose one of {', '.join(sorted(a[ids[0]]['metrics']))}")
+    va = np.array([a[i]["metrics"][metric] for i in ids])
+    vb = np.array([b[i]["metrics"][metric] for i in ids])
+    vid = np.unique([a[i]["video_id"] for i in ids], return_inverse=True)[1]
+    mean, lo, hi = bootstrap_paired_difference(va, vb, vid, replicates)
+    return {"metric": metric, "a": {"label": model_label(ra), "path": ra["_path"], "mean": float(va.mean())},
+            "b": {"label": model_label(rb), "path": rb["_path"], "mean": float(vb.mean())},
+            "difference": mean, "ci_low": lo, "ci_high": hi, "level": 0.95, "n_clips": len(ids),
+            "n_videos": int(vid.max()) + 1, "replicates": replicates,
+            "excludes_zero": bool(lo > 0 or hi < 0)}
