@@ -52,6 +52,30 @@ def atomic_path(path):
             tmp.unlink()
 
 
+@contextmanager
+def atomic_folder(folder):
+    """Yield a temporary sibling folder to fill; on success it replaces ``folder`` (the old one is
+    moved aside first and removed after), so readers see the old or the new folder, never a mix."""
+    import shutil
+    import uuid
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def atomic_write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)

@@ -62,3 +62,59 @@ def same_recipe(saved: dict | None, now: dict) -> bool:
     def norm(d):  # tuples come back as lists
         return {k: v for k, v in json.loads(json.dumps(d or {})).items() if k not in RUNTIME_FIELDS}
     return norm(saved) == norm(now)
+
+
+class StepClock:
+    """Wall and process-CPU seconds spent in training steps, cumulative over resumes."""
+
+    def __init__(self, elapsed: float = 0.0, cpu: float = 0.0):
+        import time
+        self._time = time
+        self.elapsed, self.cpu = float(elapsed), float(cpu)
+        self.restart()
+
+    def restart(self) -> None:
+        self._t, self._c = self._time.perf_counter(), self._time.process_time()
+
+    def tick(self) -> None:
+        t, c = self._time.perf_counter(), self._time.process_time()
+        self.elapsed += t - self._t
+        self.cpu += c - self._c
+        self._t, self._c = t, c
+
+
+def run_logged_steps(one_step, *, step: int, end: int, total: int, clock: StepClock, log_path, header: dict,
+                     log_every: int, checkpoint_every: int, save_state, desc: str, progress: bool,
+                     postfix=lambda rec: {"loss": f"{rec['loss']:.3f}"}) -> tuple[int, list[float]]:
+    """The evaluator trainers' step loop: run ``one_step(step) -> (loss, stats, lr)`` until
+    ``end``; every ``log_every`` steps append {"step", "loss" (mean since the last record),
+    **stats, "lr", "elapsed_s"} to the log; call ``save_state(step)`` every ``checkpoint_every``
+    steps and at the end. Returns the last step and the losses of this call."""
+    import numpy as np
+    from tqdm.auto import tqdm
+    losses: list[float] = []
+    with open(log_path, "a") as log:
+        log.write(json.dumps(header) + "\n")
+        bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress)
+        clock.restart()
+        while step < end:
+            loss, stats, lr = one_step(step)
+            step += 1
+            losses.append(loss)
+            clock.tick()
+            if step % log_every == 0 or step == end:
+                rec = {"step": step, "loss": float(np.mean(losses[-log_every:])), **stats,
+                       "lr": lr, "elapsed_s": round(clock.elapsed, 2)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(**postfix(rec))
+            if step % checkpoint_every == 0 or step == end:
+                save_state(step)
+            bar.update(1)
+        bar.close()
+    return step, losses
+
+
+def training_summary(step: int, steps: int, clock: StepClock, out, losses: list[float]) -> dict:
+    return {"step": step, "done": step >= steps, "elapsed_s": round(clock.elapsed, 2),
+            "cpu_s": round(clock.cpu, 2), "out": str(out), "last_loss": losses[-1] if losses else None}

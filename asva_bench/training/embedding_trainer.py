@@ -16,8 +16,6 @@ seeded by (seed, step)).
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.mini_embedding import MiniEmbedding, MiniEmbeddingConfig, build_vocabulary, save_checkpoint
-from .checkpointing import atomic_torch_save, same_recipe, truncate_log, warmup_cosine
+from .checkpointing import (StepClock, atomic_torch_save, run_logged_steps, same_recipe, training_summary,
+                            truncate_log, warmup_cosine)
 from .clip_cache import ClipCache, quantise_start
 
 
@@ -106,7 +105,6 @@ def train_embedding(cache: ClipCache, out_dir, cfg: EmbeddingTrainConfig = Embed
                     model_config: MiniEmbeddingConfig | None = None, resume: bool = True, progress: bool = True,
                     stop_after: int | None = None) -> dict:
     """Train (or resume) into ``out_dir``; write ``mini-embedding.safetensors/.json`` at the end."""
-    from tqdm.auto import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -137,46 +135,34 @@ def train_embedding(cache: ClipCache, out_dir, cfg: EmbeddingTrainConfig = Embed
     elif log_path.exists():
         log_path.unlink()
 
-    def save_state():
+    clock = StepClock(elapsed, cpu)
+
+    def save_state(at_step):
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "cpu": cpu,
-                           "train_config": cfg.to_dict(), "model_config": mcfg.to_dict()}, state_path)
+                           "scheduler": sched.state_dict(), "step": at_step, "elapsed": clock.elapsed,
+                           "cpu": clock.cpu, "train_config": cfg.to_dict(), "model_config": mcfg.to_dict()},
+                          state_path)
+
+    def one_step(_step):
+        images, mels, lab = draw_batch(cache, by_class, _step, cfg)
+        loss, stats = embedding_loss(model, images, mels, lab, class_texts, cfg.own_pair_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss.item(), stats, sched.get_last_lr()[0]
 
     model.train()
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    losses: list[float] = []
-    with open(log_path, "a") as log:
-        log.write(json.dumps({"event": "start", "step": step, "videos": len(cache), "classes": cache.classes,
-                              "config": cfg.to_dict(), "model": mcfg.to_dict(),
-                              "parameters": sum(p.numel() for p in model.parameters())}) + "\n")
-        bar = tqdm(total=cfg.steps, initial=step, desc="embedding train", unit="step", disable=not progress)
-        t_last, c_last = time.perf_counter(), time.process_time()
-        while step < end:
-            images, mels, lab = draw_batch(cache, by_class, step, cfg)
-            loss, stats = embedding_loss(model, images, mels, lab, class_texts, cfg.own_pair_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-            now, c_now = time.perf_counter(), time.process_time()
-            elapsed += now - t_last
-            cpu += c_now - c_last
-            t_last, c_last = now, c_now
-            if step % cfg.log_every == 0 or step == end:
-                rec = {"step": step, "loss": float(np.mean(losses[-cfg.log_every:])), **stats,
-                       "lr": sched.get_last_lr()[0], "elapsed_s": round(elapsed, 2)}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", at=f"{stats['acc_at']:.2f}")
-            if step % cfg.checkpoint_every == 0 or step == end:
-                save_state()
-            bar.update(1)
-        bar.close()
-    summary = {"step": step, "done": step >= cfg.steps, "elapsed_s": round(elapsed, 2), "cpu_s": round(cpu, 2),
-               "out": str(out),
-               "last_loss": losses[-1] if losses else None}
+    header = {"event": "start", "step": step, "videos": len(cache), "classes": cache.classes,
+              "config": cfg.to_dict(), "model": mcfg.to_dict(),
+              "parameters": sum(p.numel() for p in model.parameters())}
+    step, losses = run_logged_steps(
+        one_step, step=step, end=cfg.steps if stop_after is None else min(cfg.steps, step + stop_after),
+        total=cfg.steps, clock=clock, log_path=log_path, header=header, log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every, save_state=save_state, desc="embedding train", progress=progress,
+        postfix=lambda rec: {"loss": f"{rec['loss']:.3f}", "at": f"{rec['acc_at']:.2f}"})
+    elapsed = clock.elapsed
+    summary = training_summary(step, cfg.steps, clock, out, losses)
     if step >= cfg.steps:
         model.eval()
         st, _ = save_checkpoint(model, out / "mini-embedding", metadata={

@@ -21,9 +21,7 @@ truncated back to the checkpoint's step on resume.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.sync_classifier import SyncClassifier, config_for_size, save_checkpoint
-from .checkpointing import atomic_torch_save, same_recipe, truncate_log, warmup_cosine
+from .checkpointing import (StepClock, atomic_torch_save, run_logged_steps, same_recipe, training_summary,
+                            truncate_log, warmup_cosine)
 from .clip_cache import ClipCache, quantise_start
 
 
@@ -125,7 +124,6 @@ def train_sync(cache: ClipCache, out_dir, cfg: SyncTrainConfig = SyncTrainConfig
     ``stop_after``: return after this many steps of this call (tests, time slicing);
     the state is checkpointed so the next call continues.
     """
-    from tqdm.auto import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -159,44 +157,30 @@ def train_sync(cache: ClipCache, out_dir, cfg: SyncTrainConfig = SyncTrainConfig
               "config": cfg.to_dict(), "model": model.config.to_dict(),
               "parameters": sum(p.numel() for p in model.parameters())}
 
-    def save_state():
+    clock = StepClock(elapsed, cpu)
+
+    def save_state(at_step):
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "step": step, "elapsed": elapsed, "cpu": cpu,
-                            "train_config": cfg.to_dict()}, state_path)
+                           "scheduler": sched.state_dict(), "step": at_step, "elapsed": clock.elapsed,
+                           "cpu": clock.cpu, "train_config": cfg.to_dict()}, state_path)
+
+    def one_step(_step):
+        frames, mels, mask = draw_batch(cache, eligible, _step, cfg)
+        loss, acc = step_loss(model, frames.to(device), mels.to(device), mask.to(device), cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss.item(), {"train_acc": acc}, sched.get_last_lr()[0]
 
     model.train()
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    losses: list[float] = []
-    with open(log_path, "a") as log:
-        log.write(json.dumps(header) + "\n")
-        bar = tqdm(total=cfg.steps, initial=step, desc=f"sync train ({cfg.size})", unit="step", disable=not progress)
-        t_last, c_last = time.perf_counter(), time.process_time()
-        while step < end:
-            frames, mels, mask = draw_batch(cache, eligible, step, cfg)
-            loss, acc = step_loss(model, frames.to(device), mels.to(device), mask.to(device), cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(loss.item())
-            now, c_now = time.perf_counter(), time.process_time()
-            elapsed += now - t_last
-            cpu += c_now - c_last
-            t_last, c_last = now, c_now
-            if step % cfg.log_every == 0 or step == end:
-                rec = {"step": step, "loss": float(np.mean(losses[-cfg.log_every:])), "train_acc": acc,
-                       "lr": sched.get_last_lr()[0], "elapsed_s": round(elapsed, 2)}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{acc:.2f}")
-            if step % cfg.checkpoint_every == 0 or step == end:
-                save_state()
-            bar.update(1)
-        bar.close()
-    summary = {"step": step, "done": step >= cfg.steps, "elapsed_s": round(elapsed, 2), "cpu_s": round(cpu, 2),
-               "out": str(out),
-               "last_loss": losses[-1] if losses else None}
+    step, losses = run_logged_steps(
+        one_step, step=step, end=cfg.steps if stop_after is None else min(cfg.steps, step + stop_after),
+        total=cfg.steps, clock=clock, log_path=log_path, header=header, log_every=cfg.log_every,
+        checkpoint_every=cfg.checkpoint_every, save_state=save_state, desc=f"sync train ({cfg.size})",
+        progress=progress, postfix=lambda rec: {"loss": f"{rec['loss']:.3f}", "acc": f"{rec['train_acc']:.2f}"})
+    elapsed = clock.elapsed
+    summary = training_summary(step, cfg.steps, clock, out, losses)
     if step >= cfg.steps:
         model.eval()
         st, js = save_checkpoint(model, out / f"sync-{cfg.size}", metadata={

@@ -39,10 +39,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -388,35 +385,23 @@ class MiniBase:
     def save(self, folder, dtype: torch.dtype = torch.float16) -> Path:
         """Write the bundle (UNet and text encoder weights in ``dtype``) into ``folder``, atomically:
         built in a temporary sibling folder, then swapped in."""
+        from asva_bench.avio import atomic_folder
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            with _QuietDiffusers():
-                import copy
-                for name, module in (("unet", self.unet), ("text_encoder", self.text_encoder)):
-                    copy.deepcopy(module).to("cpu", dtype).save_pretrained(tmp / name)
-                copy.deepcopy(self.vae).to("cpu", torch.float32).save_pretrained(tmp / "vae")
-                self.tokenizer.save(tmp / "tokenizer")
-                make_scheduler("ddpm").save_config(tmp / "scheduler")
-                record = {"format": BUNDLE_FORMAT, "config": self.config.to_dict(),
-                          "weights_dtype": str(dtype).replace("torch.", ""),
-                          "parameters": self.num_parameters(),
-                          "latent": {"kind": "patch-pca", "patch_size": self.vae.config.patch_size,
-                                     "channels": self.vae.config.latent_channels,
-                                     "explained_variance": round(float(self.vae.explained_variance), 6)},
-                          "class_texts_vocabulary": self.tokenizer.words, "info": self.info}
-                (tmp / BUNDLE_FILE).write_text(json.dumps(record, indent=1) + "\n")
-                old = None
-                if folder.exists():
-                    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-                    os.replace(folder, old)
-                os.replace(tmp, folder)
-                if old is not None:
-                    shutil.rmtree(old)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        with atomic_folder(folder) as tmp, _QuietDiffusers():
+            import copy
+            for name, module in (("unet", self.unet), ("text_encoder", self.text_encoder)):
+                copy.deepcopy(module).to("cpu", dtype).save_pretrained(tmp / name)
+            copy.deepcopy(self.vae).to("cpu", torch.float32).save_pretrained(tmp / "vae")
+            self.tokenizer.save(tmp / "tokenizer")
+            make_scheduler("ddpm").save_config(tmp / "scheduler")
+            record = {"format": BUNDLE_FORMAT, "config": self.config.to_dict(),
+                      "weights_dtype": str(dtype).replace("torch.", ""),
+                      "parameters": self.num_parameters(),
+                      "latent": {"kind": "patch-pca", "patch_size": self.vae.config.patch_size,
+                                 "channels": self.vae.config.latent_channels,
+                                 "explained_variance": round(float(self.vae.explained_variance), 6)},
+                      "class_texts_vocabulary": self.tokenizer.words, "info": self.info}
+            (tmp / BUNDLE_FILE).write_text(json.dumps(record, indent=1) + "\n")
         return folder
 
     @classmethod

@@ -53,12 +53,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
 import signal
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -326,11 +323,10 @@ def _lr_factor(cfg: TrainConfig, step: int, seconds: float) -> float:
 def save_checkpoint(folder: Path, net: AVSyncDUNet, opt, step: int, seconds: float, cfg: TrainConfig,
                     parts: FrozenParts, last_loss: float | None) -> Path:
     """Write the checkpoint folder atomically (temporary sibling, then renamed over the old one)."""
-    from asva_bench.avio import atomic_write_text
+    from asva_bench.avio import atomic_folder, atomic_write_text
     from asva_bench.training.checkpointing import atomic_torch_save
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_folder(folder) as tmp:
         net.save_trainable(tmp)
         atomic_torch_save({"optimizer": opt.state_dict(), "step": step, "seconds": seconds, "last_loss": last_loss},
                           tmp / OPTIMIZER_FILE)
@@ -338,16 +334,6 @@ def save_checkpoint(folder: Path, net: AVSyncDUNet, opt, step: int, seconds: flo
                   "last_loss": last_loss, "train_config": cfg.to_dict(),
                   "num_parameters": net.num_parameters()}
         atomic_write_text(tmp / TRAINING_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return folder
 
 
