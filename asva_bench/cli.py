@@ -252,7 +252,14 @@ def cmd_results_paired(args) -> int:
 
 
 # ---------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose parsers import torch + diffusers (seconds); other commands build them as stubs.
+HEAVY_COMMANDS = ("train", "animate")
+ANIMATE_HELP = "animate one image with one audio clip (AVSyncD) into an mp4"
+
+
+def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
+    """The full parser; ``heavy=False`` leaves out the sub-commands of HEAVY_COMMANDS (listed, not
+    parseable), so every other command starts without importing diffusers."""
     p = argparse.ArgumentParser(
         prog="asva-bench",
         description="Benchmark for Audio-Synchronized Visual Animation (image + audio -> video).")
@@ -336,18 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
 
-    from .backbones.cli import add_weights_commands
+    from .weights_cli import add_weights_commands
     add_weights_commands(sub)
     from .leaderboard.cli import add_commands as add_leaderboard_commands
     add_leaderboard_commands(sub)
     from .training.cli import add_commands as add_training_commands
     train_sub = add_training_commands(sub)
-    from .models.avsyncd.train_base import add_train_base_command
-    add_train_base_command(train_sub)
-    from .models.avsyncd.train import add_train_commands
-    add_train_commands(train_sub)
-    from .models.avsyncd.animate import add_animate_command
-    add_animate_command(sub)
+    if heavy:
+        from .models.avsyncd.train_base import add_train_base_command
+        add_train_base_command(train_sub)
+        from .models.avsyncd.train import add_train_commands
+        add_train_commands(train_sub)
+        from .models.avsyncd.animate import add_animate_command
+        add_animate_command(sub)
+    else:
+        sub.add_parser("animate", help=ANIMATE_HELP)
 
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")
@@ -371,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(heavy=bool(argv) and argv[0] in HEAVY_COMMANDS)
     args = parser.parse_args(argv)
     from .adapters import AdapterError
     from .avio import MediaError

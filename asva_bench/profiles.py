@@ -4,7 +4,10 @@ embedded CPU world). A profile decides the protocol size a dataset is cut at.
 
 from __future__ import annotations
 
-from .protocol import MINI, ProtocolConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the protocol module imports torch; profile names must not
+    from .protocol import ProtocolConfig
 
 PROFILES = ("paper", "mini")
 
@@ -32,6 +35,7 @@ def protocol_for(dataset_protocol: ProtocolConfig, profile: str) -> ProtocolConf
     check_profile(profile)
     if profile == "paper":
         return dataset_protocol
+    from .protocol import MINI
     scale = MINI.height / dataset_protocol.height
     w = int(round(dataset_protocol.width * scale / 2)) * 2
     name = MINI.name if w == MINI.width else f"mini-{MINI.height}x{w}"

@@ -12,7 +12,7 @@ import torch.nn as nn
 from asva_bench.backbones import (BACKBONES, BackboneSpec, ImageBackbone, WeightFile, WeightsChecksumError,
                                   WeightsFormatError, WeightsMissingError, build_backbone, get_backbone_spec)
 from asva_bench.backbones import weights as W
-from asva_bench.backbones.cli import add_weights_commands
+from asva_bench.weights_cli import add_weights_commands
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script's deprecation notice
 

@@ -153,7 +153,8 @@ def cmd_animate(args) -> int:
 
 def add_animate_command(subparsers) -> None:
     """Add `animate` to the top-level sub-parsers."""
-    p = subparsers.add_parser("animate", help="animate one image with one audio clip (AVSyncD) into an mp4")
+    from asva_bench.cli import ANIMATE_HELP
+    p = subparsers.add_parser("animate", help=ANIMATE_HELP)
     p.add_argument("image", help="image file (PNG, JPEG...); converted to RGB, centre-cropped and resized to "
                                  "the profile's frame size")
     p.add_argument("audio", help="audio or video file PyAV can read; 2 s from --start are used")

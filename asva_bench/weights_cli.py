@@ -1,8 +1,8 @@
-"""`asva-bench weights list | verify`: what each profile needs, and whether it checks out.
+"""`asva-bench weights list | verify` (kept outside the backbones package, whose import loads torch): what each profile needs, and whether it checks out.
 
 Wiring (in asva_bench/cli.py)::
 
-    from .backbones.cli import add_weights_commands
+    from .weights_cli import add_weights_commands
     add_weights_commands(sub)      # sub = the top-level add_subparsers(...)
 
 Each sub-command sets ``func(args) -> int`` (exit code), like the others.
@@ -24,8 +24,8 @@ _PROFILE_HELP = "only backbones of this profile (default: all)"
 
 
 def _statuses(profile: str | None, rehash: bool) -> tuple[str, list[dict]]:
-    from . import specs_for_profile
-    from .weights import cache_root, weight_status
+    from .backbones import specs_for_profile
+    from .backbones.weights import cache_root, weight_status
     rows = []
     for spec in specs_for_profile(profile):
         files = [weight_status(spec, wf, rehash=rehash).to_dict() for wf in spec.weights]
@@ -54,7 +54,7 @@ def _human(root: str, rows: list[dict], offline: bool) -> str:
 
 
 def _run(args, rehash: bool) -> int:
-    from .weights import is_offline
+    from .backbones.weights import is_offline
     root, rows = _statuses(getattr(args, "profile", None), rehash)
     # backbones may share a file: count each path once
     bad = {w["path"] for r in rows for w in r["weights"] if w["status"] in ("mismatch", "bad-format")}
@@ -80,7 +80,7 @@ def cmd_weights_verify(args) -> int:
 
 def add_weights_commands(subparsers) -> None:
     """Add ``weights [list|verify]`` to an argparse sub-parser collection."""
-    from .base import PROFILES
+    from .profiles import PROFILES
     w = subparsers.add_parser("weights", help="list or verify evaluator backbone weights")
     w.set_defaults(func=cmd_weights_list)  # bare `weights` = `weights list`
     wsub = w.add_subparsers(dest="weights_command", metavar="ACTION")
