@@ -69,7 +69,7 @@ class RunSpec:
             "dataset": {"name": self.manifest.dataset, "split": self.split,
                         "root": self.manifest.root,
                         "manifest_hash": self.manifest.hash(self.split),
-                        "limit": self.limit},
+                        "limit": self.limit, **({"limit_rule": LIMIT_RULE} if self.limit else {})},
             "profile": self.profile,
             "protocol": {**self.protocol.to_dict(), "fingerprint": self.protocol.fingerprint()},
             "encoding": {"codec": "libx264", "pix_fmt": "yuv420p", "lossless": self.lossless,
@@ -84,12 +84,33 @@ class RunSpec:
         return ident
 
 
+LIMIT_RULE = "round robin over classes (sorted), videos in path order"
+
+
+def limited_entries(entries: list[VideoEntry], limit: int | None) -> list[VideoEntry]:
+    """The test videos of a reduced protocol: ``limit`` videos taken round robin over the classes
+    (so every class is represented, as far as ``limit`` allows), returned in path order."""
+    entries = sorted(entries, key=lambda e: e.rel_path)
+    if not limit or limit >= len(entries):
+        return entries
+    by_class: dict[str, list[VideoEntry]] = {}
+    for e in entries:
+        by_class.setdefault(e.class_name, []).append(e)
+    picked, rank = [], 0
+    while len(picked) < limit:
+        for c in sorted(by_class):
+            if rank < len(by_class[c]) and len(picked) < limit:
+                picked.append(by_class[c][rank])
+        rank += 1
+    return sorted(picked, key=lambda e: e.rel_path)
+
+
 def _entries(spec: RunSpec) -> list[VideoEntry]:
-    entries = sorted(spec.manifest.split(spec.split), key=lambda e: e.rel_path)
+    entries = spec.manifest.split(spec.split)
     if not entries:
         raise RunFolderError(f"dataset '{spec.manifest.dataset}' at {spec.manifest.root} has no "
                              f"'{spec.split}' videos; check its {spec.split}.txt")
-    return entries[:spec.limit] if spec.limit else entries
+    return limited_entries(entries, spec.limit)
 
 
 def _check_or_write_manifest(out: Path, spec: RunSpec, rank: int) -> dict:

@@ -23,7 +23,7 @@ from .avio import MediaError, VideoFrames, atomic_path, atomic_write_text, decod
 from .datasets import get_dataset
 from .evaluators import EvaluatorSuite
 from .feature_cache import FeatureCache
-from .generation import ClipJob, clip_relpath, plan_clips
+from .generation import ClipJob, clip_relpath, limited_entries, plan_clips
 from .metrics import METRIC_ORDER, METRICS, ClipMetric, FrechetMetric
 from .protocol import ProtocolConfig, audio_window, waveforms_to_mel
 from .provenance import git_revision, package_versions, results_fingerprint, stable_hash, utc_now
@@ -207,9 +207,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
             f"dataset '{ds['name']}' at {ds['root']} changed since the run was generated (manifest "
             f"{now_hash} != {ds['manifest_hash']}); regenerate the run, or pass --allow-dataset-change "
             "to score against the current files (recorded in the results)")
-    entries = sorted(manifest.split(ds["split"]), key=lambda e: e.rel_path)
-    if ds.get("limit"):
-        entries = entries[:ds["limit"]]
+    entries = limited_entries(manifest.split(ds["split"]), ds.get("limit"))
     cov = coverage(run_dir, plan_clips(entries, cfg))
     if (cov.missing or cov.extra) and not opts.allow_incomplete:
         parts = []

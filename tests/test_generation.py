@@ -227,3 +227,16 @@ def test_first_frame_is_the_input():
     out = validate_output(Echo(), b, torch.rand(2, 12, 3, 64, 64))
     assert torch.equal(out[:, 0], b.first_frame)
     assert Echo(value=3).config() == {"value": 3}
+
+
+def test_limit_takes_videos_round_robin_over_classes():
+    from asva_bench.datasets import VideoEntry
+    from asva_bench.generation import limited_entries
+
+    def entry(cls, k):
+        rel = f"{cls}/{cls}_{k:04d}.mp4"
+        return VideoEntry(rel_path=rel, class_name=cls, text=cls, split="test", path=f"/data/{rel}")
+    entries = [entry(c, k) for c in ("a", "b", "c") for k in range(4)]
+    got = [e.rel_path for e in limited_entries(entries[::-1], 5)]
+    assert got == ["a/a_0000.mp4", "a/a_0001.mp4", "b/b_0000.mp4", "b/b_0001.mp4", "c/c_0000.mp4"]
+    assert len(limited_entries(entries, None)) == 12 and len(limited_entries(entries, 99)) == 12
