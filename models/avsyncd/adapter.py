@@ -42,6 +42,11 @@ from .unet3d import CONFIG_FILE, TRAINABLE_WEIGHTS_FILE, AVSyncDUNet
 
 #: Sampling steps when ``steps`` is not given, per profile.
 DEFAULT_STEPS = {"paper": 50, "mini": 20}
+#: Sampler when ``scheduler`` is not given, per profile.
+DEFAULT_SCHEDULER = {"paper": "pndm", "mini": "ddim"}
+#: Start of sampling when ``strength`` is not given: 1.0 = pure noise (the paper); below 1, frames
+#: 2..F start from frame 1 noised to that fraction of the schedule (docs/avsyncd.md, mini profile).
+DEFAULT_STRENGTH = {"paper": 1.0, "mini": 0.5}
 
 
 def profile_of(protocol: ProtocolConfig) -> str:
@@ -56,16 +61,29 @@ class AVSyncDFamily(Adapter):
     batch_size = 8
     first_frame = "input"
 
-    def _init_common(self, steps, scheduler, checkpoint, base, audio_encoder, device_dtype) -> None:
+    def _init_common(self, steps, scheduler, checkpoint, base, audio_encoder, device_dtype,
+                     strength=None) -> None:
         if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise AdapterError(f"adapter '{self.name}': steps must be a positive integer, got {steps!r}")
-        if str(scheduler).lower() not in ("pndm", "ddim"):
+        if scheduler is not None and str(scheduler).lower() not in ("pndm", "ddim"):
             raise AdapterError(f"adapter '{self.name}': scheduler must be 'pndm' or 'ddim', got {scheduler!r}")
+        if strength is not None:
+            try:
+                strength = float(strength)
+            except (TypeError, ValueError):
+                raise AdapterError(f"adapter '{self.name}': strength must be a number in (0, 1], "
+                                   f"got {strength!r}") from None
+            if not 0.0 < strength <= 1.0:
+                raise AdapterError(f"adapter '{self.name}': strength must be in (0, 1], got {strength}")
+        if strength is not None and strength < 1.0 and scheduler is not None and str(scheduler).lower() == "pndm":
+            raise AdapterError(f"adapter '{self.name}': strength < 1 needs scheduler=ddim (PNDM's multistep "
+                               "warm-up cannot begin mid-schedule)")
+        self.strength = strength
         if device_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise AdapterError(f"adapter '{self.name}': dtype must be auto, float32, bfloat16 or float16, "
                                f"got {device_dtype!r}")
         self.steps = steps
-        self.scheduler = str(scheduler).lower()
+        self.scheduler = None if scheduler is None else str(scheduler).lower()
         self.checkpoint = checkpoint
         self.base = base
         self.audio_encoder = audio_encoder
@@ -78,6 +96,8 @@ class AVSyncDFamily(Adapter):
         d = super().config()
         # steps=None resolves per profile; the table is part of the fingerprint
         d["default_steps"] = dict(DEFAULT_STEPS)
+        d["default_scheduler"] = dict(DEFAULT_SCHEDULER)
+        d["default_strength"] = dict(DEFAULT_STRENGTH)
         # the trained weights decide the output: fingerprint them (the shipped mini ones when no checkpoint)
         folder = Path(str(self.checkpoint)).expanduser() if self.checkpoint else SHIPPED_MINI[self.model_kind]
         wfile = folder / TRAINABLE_WEIGHTS_FILE
@@ -129,7 +149,10 @@ class AVSyncDFamily(Adapter):
         unet.to(device=device, dtype=dtype).eval()
         parts.vae.to(device=device)
         self.parts, self.profile = parts, profile
-        self.pipe = AVSyncDPipeline(unet, make_scheduler(self.scheduler), vae=parts.vae,
+        if self.sampling_strength < 1.0 and self.scheduler_name == "pndm":
+            raise AdapterError(f"adapter '{self.name}': strength {self.sampling_strength} < 1 needs "
+                               "scheduler=ddim (PNDM's multistep warm-up cannot begin mid-schedule)")
+        self.pipe = AVSyncDPipeline(unet, make_scheduler(self.scheduler_name), vae=parts.vae,
                                     text_encoder=parts.text_encoder, tokenizer=parts.tokenizer)
         self.null = parts.null_tokens().to(device) if with_audio else None
 
@@ -139,6 +162,14 @@ class AVSyncDFamily(Adapter):
             return int(self.steps)
         return DEFAULT_STEPS[self.profile or "paper"]
 
+    @property
+    def scheduler_name(self) -> str:
+        return self.scheduler or DEFAULT_SCHEDULER[self.profile or "paper"]
+
+    @property
+    def sampling_strength(self) -> float:
+        return self.strength if self.strength is not None else DEFAULT_STRENGTH[self.profile or "paper"]
+
     # -- sampling ---------------------------------------------------------------
     def _sample(self, batch: ClipBatch, tokens, eta: float) -> torch.Tensor:
         if self.pipe is None:
@@ -147,7 +178,8 @@ class AVSyncDFamily(Adapter):
         text = self.parts.encode_text(list(batch.text)).to(dev)
         out = self.pipe(batch.first_frame.to(dev), tokens, self.null, text_embeddings=text,
                         audio_guidance=eta, num_inference_steps=self.num_steps, generator=batch.generators(),
-                        num_frames=batch.protocol.num_frames, progress=False)
+                        num_frames=batch.protocol.num_frames, progress=False,
+                        init_strength=self.sampling_strength)
         return out.frames.float().cpu()
 
 
@@ -158,14 +190,14 @@ class AVSyncD(AVSyncDFamily):
     description = ("AVSyncD (Zhang et al. 2024): inflated image diffusion with time-aligned audio cross-attention "
                    "and audio classifier-free guidance eta")
 
-    def __init__(self, eta: float = 4.0, steps: int | None = None, scheduler: str = "pndm",
-                 checkpoint: str | None = None, base: str | None = None, audio_encoder: str | None = None,
-                 dtype: str = "auto"):
+    def __init__(self, eta: float = 4.0, steps: int | None = None, scheduler: str | None = None,
+                 strength: float | None = None, checkpoint: str | None = None, base: str | None = None,
+                 audio_encoder: str | None = None, dtype: str = "auto"):
         try:
             self.eta = float(eta)
         except (TypeError, ValueError):
             raise AdapterError(f"adapter 'avsyncd': eta must be a number, got {eta!r}") from None
-        self._init_common(steps, scheduler, checkpoint, base, audio_encoder, dtype)
+        self._init_common(steps, scheduler, checkpoint, base, audio_encoder, dtype, strength)
 
     def generate(self, batch: ClipBatch) -> torch.Tensor:
         if self.pipe is None:

@@ -100,7 +100,8 @@ def guess_text(adapter, mel: torch.Tensor) -> str:
 
 def animate(image, audio, out, eta: float = 4.0, profile: str = "mini", steps: int | None = None,
             seed: int = 0, text: str | None = None, start: float = 0.0, checkpoint=None, base=None,
-            audio_encoder=None, scheduler: str = "pndm", device: str = "cpu") -> dict:
+            audio_encoder=None, scheduler: str | None = None, device: str = "cpu",
+            strength: float | None = None) -> dict:
     """Animate ``image`` with ``audio`` into the mp4 ``out``; returns a summary dict."""
     from asva_bench.adapters.api import ClipBatch, validate_output
     from asva_bench.avio import write_clip
@@ -112,7 +113,7 @@ def animate(image, audio, out, eta: float = 4.0, profile: str = "mini", steps: i
     frame = load_image(image, protocol)
     wav = load_audio(audio, protocol, start)
     mel = waveforms_to_mel(wav[None], protocol)
-    adapter = AVSyncD(eta=eta, steps=steps, scheduler=scheduler, checkpoint=checkpoint, base=base,
+    adapter = AVSyncD(eta=eta, steps=steps, scheduler=scheduler, strength=strength, checkpoint=checkpoint, base=base,
                       audio_encoder=audio_encoder)
     adapter.setup(protocol, device)
     text_source = "given"
@@ -141,7 +142,7 @@ def cmd_animate(args) -> int:
         warnings.showwarning = show
         res = animate(args.image, args.audio, args.out, eta=args.eta, profile=args.profile, steps=args.steps,
                       seed=args.seed, text=args.text, start=args.start, checkpoint=args.checkpoint,
-                      base=args.base, audio_encoder=args.audio_encoder, scheduler=args.scheduler,
+                      base=args.base, audio_encoder=args.audio_encoder, scheduler=args.scheduler, strength=args.strength,
                       device=args.device)
     if args.json:
         print(json.dumps(res, sort_keys=True))
@@ -162,7 +163,9 @@ def add_animate_command(subparsers) -> None:
     p.add_argument("--eta", type=float, default=4.0, help="audio guidance scale (paper: 1, 4 or 8; default 4)")
     p.add_argument("--profile", choices=["mini", "paper"], default="mini")
     p.add_argument("--steps", type=int, help="sampling steps (default: mini 20, paper 50)")
-    p.add_argument("--scheduler", choices=["pndm", "ddim"], default="pndm")
+    p.add_argument("--scheduler", choices=["pndm", "ddim"], help="sampler (default: mini ddim, paper pndm)")
+    p.add_argument("--strength", type=float, help="start of sampling: 1 = pure noise (paper default); below 1, "
+                                                  "from the image noised that far (mini default 0.5, ddim only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", help="class text (default: mini = the synth class nearest the audio; paper = none)")
     p.add_argument("--start", type=float, default=0.0, help="audio start time in seconds (default 0)")

@@ -193,7 +193,8 @@ class AVSyncDPipeline:
                  audio_guidance: float = 4.0, text_guidance: float = 1.0, num_frames: int | None = None,
                  num_inference_steps: int = 50, scheduler: str | None = None, generator=None,
                  output_type: str = "pt", skip_unit_guidance: bool = True,
-                 image_latents: torch.Tensor | None = None, progress: bool = True) -> AVSyncDOutput:
+                 image_latents: torch.Tensor | None = None, progress: bool = True,
+                 init_strength: float = 1.0) -> AVSyncDOutput:
         """Animate ``image`` [B, 3, H, W] in [0, 1] with ``audio_tokens`` [B, N, D].
 
         ``image_latents`` [B, C, h, w] replaces ``image`` when the first frame
@@ -205,6 +206,12 @@ class AVSyncDPipeline:
         equals the conditional pass, which ``skip_unit_guidance`` runs alone.
         ``generator``: a seed (clip i gets seed + i), a list of seeds or
         generators (one per clip), or one generator shared in order.
+
+        ``init_strength`` < 1 (DDIM only) starts frames 2..F from frame 1's latent
+        noised to about timestep ``init_strength`` x 1000 and runs only the
+        schedule's last ``round(init_strength x num_inference_steps)`` steps (the img2img / SDEdit
+        start, a frame-1 noise prior as in image-to-video samplers).  1.0, the
+        paper's sampler, starts from pure noise.
         """
         if output_type not in ("pt", "latent"):
             raise ValueError(f"output_type must be 'pt' or 'latent', got {output_type!r}")
@@ -256,10 +263,22 @@ class AVSyncDPipeline:
         gens = _generators(generator, b)
         noise = torch.stack([torch.randn((f - 1, *first.shape[1:]), generator=g, device=g.device,
                                          dtype=torch.float32) for g in gens]).to(dev, dtype)
-        latents = torch.cat([first[:, None], noise * sched.init_noise_sigma], dim=1)
-
+        if not 0.0 < init_strength <= 1.0:
+            raise ValueError(f"init_strength must be in (0, 1], got {init_strength}")
         sched.set_timesteps(num_inference_steps, device=dev)
-        for t in tqdm(sched.timesteps, desc="AVSyncD sampling", disable=not progress, leave=False):
+        timesteps = sched.timesteps
+        if init_strength < 1.0:
+            if isinstance(sched, PNDMScheduler):
+                raise ValueError("init_strength < 1 needs the DDIM scheduler: PNDM's multistep warm-up "
+                                 "cannot begin mid-schedule")
+            n_run = max(1, int(round(init_strength * num_inference_steps)))
+            timesteps = timesteps[len(timesteps) - n_run:]
+            prior = first[:, None].expand(-1, f - 1, -1, -1, -1)
+            start = sched.add_noise(prior, noise, timesteps[:1].repeat(b))
+            latents = torch.cat([first[:, None], start], dim=1)
+        else:
+            latents = torch.cat([first[:, None], noise * sched.init_noise_sigma], dim=1)
+        for t in tqdm(timesteps, desc="AVSyncD sampling", disable=not progress, leave=False):
             latents[:, 0] = first  # frame 1 is the condition, never denoised
             model_in = sched.scale_model_input(latents, t)
             eps = self.unet(model_in.repeat(n_pass, 1, 1, 1, 1), t, batch_text, batch_audio).chunk(n_pass)
