@@ -10,6 +10,18 @@ from asva_bench import avio
 SR = 16000
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Toy-sized models: thread start-up dominates, and on shared cores 2 OpenMP threads ran such
+    tests ~15x slower than 1 (measured). Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``; the setting is restored after."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_video(path: Path, seconds: float = 3.0, fps: float = 24, size=(48, 64), seed: int = 0,
                audio: bool = True) -> Path:
     """A moving square with a click at each 0.5 s, h264 + AAC like real data."""

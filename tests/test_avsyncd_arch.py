@@ -16,14 +16,7 @@ from asva_bench.models.avsyncd import (CONFIG_FILE, TRAINABLE_WEIGHTS_FILE, Audi
 TEXT_DIM = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Toy-sized tensors: thread start-up dominates, and on shared cores 2 OpenMP threads
-    ran these tests ~15x slower than 1 (measured).  Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 GEO = AudioTokenGeometry(n_freq=3, n_time=19, dim=16)  # paper time axis, fewer rows / channels
 

@@ -30,13 +30,7 @@ SECONDS = 3.0
 SR = MINI.sample_rate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Toy-sized tensors: on shared cores one thread is much faster than two (see test_avsyncd_arch)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 
 # --------------------------------------------------------------------------

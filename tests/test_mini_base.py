@@ -17,14 +17,8 @@ from asva_bench.models.avsyncd.mini_base import (MiniBase, MiniBaseConfig, MiniT
 from asva_bench.models.avsyncd.train_base import (add_train_base_command, train_base, validation_loss)
 from asva_bench.protocol import MINI
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine many times faster (OpenMP
-    barriers otherwise wait on descheduled threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 
 TINY = {"block_out_channels": [32, 32], "layers_per_block": 1, "attention_levels": 1, "norm_num_groups": 8,

@@ -13,12 +13,8 @@ from asva_bench.models.avsyncd.components import SHIPPED_MINI, TRAINING_RECORD, 
 from asva_bench.protocol import MINI, audio_window, spatial_transform, waveforms_to_mel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 
 def synth_batch(n: int = 2) -> ClipBatch:
