@@ -3,7 +3,10 @@
 import argparse
 import json
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -408,3 +411,35 @@ def test_file_fingerprint(tmp_path):
     assert fp == "quick:" + hashlib.sha256(b"20" + b"AAAA" + b"AAAA").hexdigest()
     big.write_bytes(b"A" * 19 + b"B")
     assert file_fingerprint(big, chunk=4) != fp
+
+
+def test_torchrun_two_processes_train_in_step(world, tmp_path):
+    """Under torchrun each process draws its own clips, gradients are averaged, rank 0 writes."""
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "ddp_train.py"
+    script.write_text(f"""
+import json, os, sys
+sys.path.insert(0, {str(root)!r})
+import torch
+torch.set_num_threads(1)
+from tests.test_avsyncd_train import config, make_cache
+from asva_bench.models.avsyncd.train import train
+out = sys.argv[1]
+s = train(config(steps=3), out, make_cache(), base={str(world["base"])!r}, audio_encoder={str(world["enc"])!r})
+with open(os.path.join(out, f"summary-{{s['rank']}}.json"), "w") as f:
+    json.dump(s, f, default=str)
+""")
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    res = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29533", str(script), str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    s0, s1 = (json.loads((out / f"summary-{r}.json").read_text()) for r in (0, 1))
+    assert s0["world_size"] == s1["world_size"] == 2 and (s0["rank"], s1["rank"]) == (0, 1)
+    assert s0["weights_digest"] == s1["weights_digest"]  # the processes stayed in step
+    single = run(world, tmp_path / "single", steps=3)
+    assert single["world_size"] == 1 and single["weights_digest"] != s0["weights_digest"]  # rank 1's clips counted
+    logged = [r["step"] for r in map(json.loads, (out / LOG_FILE).read_text().splitlines()) if "loss" in r]
+    assert logged == [1, 2, 3]  # one log, written once
+    assert json.loads((out / "train_config.json").read_text())["world_size"] == 2
+    assert (out / CHECKPOINT_DIR / "avsyncd_trainable.safetensors").is_file()

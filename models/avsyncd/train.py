@@ -51,8 +51,10 @@ same video 0.5 s later, and with the null audio.  ``shift_gain`` = loss
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -66,6 +68,7 @@ from .components import TRAINING_RECORD, FrozenParts, check_identity, load_froze
 from .pipeline import make_scheduler
 from .unet3d import AVSyncDUNet
 
+from asva_bench import distributed as D
 from asva_bench.progress import show_progress
 
 MODELS = ("avsyncd", "i2vd")
@@ -74,7 +77,8 @@ LOG_FILE = "loss_log.jsonl"
 CHECKPOINT_DIR = "checkpoint"
 OPTIMIZER_FILE = "optimizer.pt"
 #: Keys that may change between a run and its --resume (budgets and bookkeeping).
-RESUMABLE_KEYS = ("steps", "minutes", "log_every", "probe_every", "checkpoint_minutes", "device", "progress")
+RESUMABLE_KEYS = ("steps", "minutes", "log_every", "probe_every", "checkpoint_minutes", "device", "progress",
+                  "world_size")
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,49 @@ class TrainingError(RuntimeError):
 # --------------------------------------------------------------------------
 def _step_seed(seed: int, step: int, stream: int) -> int:
     return (int(seed) * 1_000_003 + int(step) * 97 + stream) % (2**63 - 1)
+
+
+def local_device(device: str) -> torch.device:
+    """``cuda`` under torchrun means this process's GPU (LOCAL_RANK); anything else as given."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """All-reduce the trainable gradients (one flat buffer) and divide by the world size, so every
+    process applies the update of the whole multi-process batch."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+    for p in params:
+        if p.grad is None:  # a module unused by this process's batch still joins the reduction
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world
+    for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads)):
+        g.copy_(avg)
+
+
+def _any_rank(flag: bool, world: int, dev) -> bool:
+    """True on every process if it is true on one (stop together: budgets, signals)."""
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+    t = torch.tensor([1.0 if flag else 0.0], device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def weights_digest(net) -> str:
+    """sha256 of the trainable tensors (identical on every process of a multi-process run)."""
+    h = hashlib.sha256()
+    for name, t in sorted(net.trainable_state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class ClipSource:
@@ -410,7 +457,10 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
     cfg.check()
     out = Path(out)
     ckpt = out / CHECKPOINT_DIR
-    dev = torch.device(cfg.device)
+    # several processes (torchrun): each draws its own clips, gradients are averaged, rank 0 writes
+    rank, world = D.init_from_env()
+    main = rank == 0
+    dev = local_device(cfg.device)
     if ckpt.exists() and not resume:
         raise TrainingError(f"{out} already holds a training run (checkpoint/); pass --resume to continue it, "
                             "or choose another --out")
@@ -445,13 +495,17 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
         state = torch.load(ckpt / OPTIMIZER_FILE, map_location=dev, weights_only=False)
         opt.load_state_dict(state["optimizer"])
         step, seconds, last_loss = int(state["step"]), float(state["seconds"]), state.get("last_loss")
-        truncate_log(out / LOG_FILE, step)
-    else:
+        if main:
+            truncate_log(out / LOG_FILE, step)
+    elif main:
         out.mkdir(parents=True, exist_ok=True)
         if (out / LOG_FILE).exists():
             (out / LOG_FILE).unlink()
-    from asva_bench.avio import atomic_write_text
-    atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")  # budgets may grow
+    if main:
+        from asva_bench.avio import atomic_write_text
+        atomic_write_text(out / CONFIG_FILE, json.dumps({**cfg.to_dict(), "world_size": world}, indent=2,
+                                                        sort_keys=True) + "\n")  # budgets may grow
+    D.barrier()
 
     with_audio = cfg.model == "avsyncd"
     source = ClipSource(cache, parts if with_audio else None, dev, precompute=cfg.use_precompute,
@@ -460,7 +514,8 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
     null = parts.null_tokens().to(dev) if with_audio else None
     sched = make_scheduler("ddpm")
     sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
-    probe = Probe(source, parts, text_table, cfg.probe_clips, cfg.seed, with_audio) if cfg.probe_every else None
+    probe = (Probe(source, parts, text_table, cfg.probe_clips, cfg.seed, with_audio)
+             if cfg.probe_every and main else None)
     setup_seconds = time.perf_counter() - t_setup
 
     def autocast():
@@ -482,18 +537,20 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
         return ((cfg.steps is not None and step >= cfg.steps)
                 or (cfg.minutes is not None and seconds >= cfg.minutes * 60.0))
 
-    log = open(out / LOG_FILE, "a")
+    log = open(out / LOG_FILE, "a") if main else None
     last_save, probes = time.perf_counter(), []
     recent: list[float] = []
     bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps or step), desc=f"train {cfg.model} ({cfg.profile})",
-               unit="step", disable=not cfg.progress, dynamic_ncols=True)
+               unit="step", disable=not (cfg.progress and main), dynamic_ncols=True)
+    stopping = _any_rank(done() or stop["signal"] is not None, world, dev)
     try:
-        while not done() and stop["signal"] is None:
+        while not stopping:
             t0 = time.perf_counter()
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * _lr_factor(cfg, step, seconds)
-            gen = torch.Generator().manual_seed(_step_seed(cfg.seed, step, 0))
-            ngen = torch.Generator(dev).manual_seed(_step_seed(cfg.seed, step, 1))
+            # rank 0 draws exactly what a single process draws; rank r its own streams
+            gen = torch.Generator().manual_seed(_step_seed(cfg.seed, step, 1000 * rank))
+            ngen = torch.Generator(dev).manual_seed(_step_seed(cfg.seed, step, 1 + 1000 * rank))
             total = 0.0
             for _ in range(cfg.grad_accum):
                 frames, labels, videos, starts = source.draw(cfg.batch_size, gen, cfg.flip)
@@ -508,6 +565,11 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
                                           cfg.p_drop_audio, ngen, w)
                 (loss / cfg.grad_accum).backward()
                 total += float(loss.detach()) / cfg.grad_accum
+            if world > 1:
+                average_gradients(net.trainable_parameters(), world)
+                t_loss = torch.tensor([total], device=dev)
+                torch.distributed.all_reduce(t_loss)
+                total = float(t_loss.item()) / world
             if not math.isfinite(total):
                 raise TrainingError(f"loss became {total} at step {step}; lower --lr (now {cfg.lr})")
             gnorm = torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), cfg.grad_clip)
@@ -520,7 +582,7 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
             last_loss = total
             recent.append(total)
             bar.update(1)
-            if step % cfg.log_every == 0 or done():
+            if main and (step % cfg.log_every == 0 or done()):
                 rec = {"step": step, "loss": round(sum(recent) / len(recent), 6), "lr": opt.param_groups[0]["lr"],
                        "grad_norm": round(float(gnorm), 4), "train_seconds": round(seconds, 1),
                        "steps_per_s": round(step / max(seconds, 1e-9), 3)}
@@ -533,22 +595,27 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
                 probes.append({"step": step, **p})
                 log.write(json.dumps({"step": step, "probe": p}) + "\n")
                 log.flush()
-            if time.perf_counter() - last_save >= cfg.checkpoint_minutes * 60.0:
+            if main and time.perf_counter() - last_save >= cfg.checkpoint_minutes * 60.0:
                 save_checkpoint(ckpt, net, opt, step, seconds, cfg, parts, last_loss)
                 last_save = time.perf_counter()
-        save_checkpoint(ckpt, net, opt, step, seconds, cfg, parts, last_loss)
+            stopping = _any_rank(done() or stop["signal"] is not None, world, dev)
+        if main:
+            save_checkpoint(ckpt, net, opt, step, seconds, cfg, parts, last_loss)
+        D.barrier()
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
     summary = {"model": cfg.model, "profile": cfg.profile, "step": step, "finished": done(),
-               "interrupted": stop["signal"] is not None, "last_loss": last_loss,
+               "interrupted": not done(), "last_loss": last_loss,
                "train_seconds": round(seconds, 1), "setup_seconds": round(setup_seconds, 1),
                "steps_per_s": round(step / max(seconds, 1e-9), 3), "checkpoint": str(ckpt),
                "loss_log": str(out / LOG_FILE), "num_parameters": net.num_parameters(),
-               "probe": probes[-1] if probes else None}
-    if stop["signal"] is not None:
+               "probe": probes[-1] if probes else None, "world_size": world, "rank": rank,
+               "weights_digest": weights_digest(net)}
+    if stop["signal"] is not None and main:
         print(f"interrupted at step {step}; checkpoint saved, rerun with --resume to continue", file=sys.stderr)
     return summary
 
@@ -579,10 +646,17 @@ def cmd_train(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{args.model}-{args.profile}-{args.dataset}"
+    rank, _ = D.init_from_env()
+    if rank != 0:
+        D.barrier()  # rank 0 builds the frame cache first; the others then read it
     cache = _frame_cache(args)
+    if rank == 0:
+        D.barrier()
     if cfg.on_cuda and cfg.profile == "mini":  # 1.4 GB at 64x64; the paper's 256x256 cache stays in host memory
-        cache.to(args.device)
+        cache.to(local_device(args.device))
     summary = train(cfg, out, cache, base=args.base, audio_encoder=args.audio_encoder, resume=args.resume)
+    if rank != 0:
+        return 0
     if args.json:
         print(json.dumps(summary, sort_keys=True, default=str))
     else:
