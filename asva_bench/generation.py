@@ -79,11 +79,13 @@ class RunSpec:
         if self.audio_shift:  # absent for ordinary runs, so their identity is unchanged
             ident["conditioning"] = {
                 "audio_shift_s": float(self.audio_shift),
-                "rule": "the model is given the audio window |shift| s later in the same recording, or "
-                        "earlier where later runs past its end; written clips and scoring use the true audio"}
+                "rule": SHIFT_RULE}
         return ident
 
 
+SHIFT_RULE = ("the model is given the audio window |shift| s later in the same recording, or earlier where "
+              "later runs past its end (clamped to the recording: at least |shift| - 1 frame off); written "
+              "clips and scoring use the true audio")
 LIMIT_RULE = "round robin over classes (sorted), videos in path order"
 
 

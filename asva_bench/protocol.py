@@ -99,17 +99,24 @@ def shifted_audio_start(start: float, shift: float, duration: float, cfg: Protoc
                         source: str = "<media>") -> float:
     """Start of the audio window a model is given in a shifted-audio control run.
 
-    The window moves ``shift`` seconds later in the same recording; where that
-    runs past the end of the usable duration it moves ``shift`` seconds earlier
-    instead, so every clip gets audio that is off by exactly ``|shift|``.
+    The window moves ``shift`` seconds later in the same recording, clamped to
+    the recording's usable ``duration``; where it then moves less than
+    ``shift`` it moves ``shift`` earlier instead (clamped at 0) if that moves it
+    further. Clips cut to the recording's end (the protocol's last clip, a
+    few ms short on AAC audio) are thereby off by at least ``shift`` minus one
+    protocol frame; a recording too short for that is an error.
     """
-    later, earlier = start + shift, start - shift
-    for s in (later, earlier):
-        if s >= -1e-9 and s + cfg.clip_seconds <= duration + 1e-9:
-            return max(0.0, float(s))
-    raise ProtocolError(
-        f"{source}: an audio window shifted by {shift:g} s from the clip at {start:.3f} s does not fit in the "
-        f"{duration:.3f} s recording either way; use a smaller --audio-shift")
+    shift = abs(float(shift))
+    last = max(0.0, duration - cfg.clip_seconds)
+    later = min(start + shift, last)
+    earlier = max(start - shift, 0.0)
+    pick = later if later - start >= start - earlier else earlier
+    if abs(pick - start) + 1e-9 < shift - 1.0 / cfg.fps:
+        raise ProtocolError(
+            f"{source}: an audio window shifted by {shift:g} s from the clip at {start:.3f} s does not fit in "
+            f"the {duration:.3f} s recording either way (at most {abs(pick - start):.3f} s); use a smaller "
+            "--audio-shift")
+    return float(pick)
 
 
 # --------------------------------------------------------------------------

@@ -24,6 +24,13 @@ def test_shifted_start_moves_later_or_else_earlier(start, expected):
     assert shifted_audio_start(start, 0.5, 4.0, MINI) == pytest.approx(expected)
 
 
+def test_shifted_start_clamps_to_a_recording_a_few_ms_short():
+    # a 2.995 s recording (AAC): protocol clips at 0, 0.4975, 0.995; the middle one can move
+    # 0.4975 s later (to the end) or 0.4975 s earlier (to 0): later wins ties
+    assert shifted_audio_start(0.4975, 0.5, 2.995, MINI) == pytest.approx(0.995)
+    assert shifted_audio_start(0.995, 0.5, 2.995, MINI) == pytest.approx(0.495)
+
+
 def test_shift_that_fits_neither_way_is_an_error():
     with pytest.raises(ProtocolError, match="does not fit"):
         shifted_audio_start(0.2, 0.5, 2.4, MINI, source="v.mp4")
