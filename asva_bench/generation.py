@@ -238,7 +238,9 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
                       "failed": len(jobs) - present, "skipped_inputs": all_skipped},
             "versions": package_versions(),
             "git_revision": git_revision(),
-            "timing_s": {"generate": round(max(times), 3)},
+            # cumulative over resumed invocations (a resume that finds every clip adds ~0)
+            "timing_s": {"generate": round(float((record.get("timing_s") or {}).get("generate", 0.0))
+                                           + max(times), 3)},
             "launch": {"world_size": world, "device": device},
             "status": "complete" if present == len(jobs) else "incomplete",
             "finished": utc_now(),

@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", choices=["avsyncd", "i2vd"], default="avsyncd")
     ap.add_argument("--eta", type=float, default=4.0)
     ap.add_argument("--steps", type=int, help="denoising steps (default: the adapter's profile default)")
-    ap.add_argument("--scheduler", choices=["pndm", "ddim"], default="pndm")
+    ap.add_argument("--scheduler", choices=["pndm", "ddim"], help="default: the profile's (mini ddim)")
+    ap.add_argument("--strength", type=float, help="default: the profile's (mini 0.5)")
     ap.add_argument("--checkpoint", help="checkpoint folder (default: the shipped mini one)")
     ap.add_argument("--root", type=Path, help="synth folder (default: found / built)")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -43,7 +44,9 @@ def main(argv=None) -> int:
     from asva_bench.generation import RunSpec, _batches, _make_batch, plan_clips
     from asva_bench.profiles import protocol_for
 
-    margs = [f"scheduler={args.scheduler}"]
+    margs = [f"scheduler={args.scheduler}"] if args.scheduler else []
+    if args.strength:
+        margs.append(f"strength={args.strength}")
     if args.model == "avsyncd":
         margs.append(f"eta={args.eta}")
     if args.steps:
@@ -78,12 +81,14 @@ def main(argv=None) -> int:
     seconds = sum(t for t, _ in times)
     steps = adapter.num_steps
     res = {"model": args.model, "eta": args.eta if args.model == "avsyncd" else None, "steps": steps,
-           "scheduler": args.scheduler, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+           "scheduler": adapter.scheduler_name, "strength": adapter.sampling_strength,
+           "denoising_evaluations": max(1, round(adapter.sampling_strength * steps)), "batch_size": args.batch_size, "threads": torch.get_num_threads(),
            "clips_timed": clips, "s_per_clip": round(seconds / clips, 3),
-           "s_per_step_per_clip": round(seconds / clips / steps, 4),
+           "s_per_evaluation_per_clip": round(seconds / clips / max(1, round(adapter.sampling_strength * steps)), 4),
            "s_per_450_clip_run": round(seconds / clips * 450, 1)}
     print(json.dumps(res) if args.json else
-          f"{args.model} ({res['scheduler']}, {steps} steps, eta {res['eta']}): {res['s_per_clip']} s a clip "
+          f"{args.model} ({res['scheduler']}, {steps} steps from strength {res['strength']}, eta {res['eta']}): "
+          f"{res['s_per_clip']} s a clip "
           f"on {res['threads']} threads, {res['s_per_450_clip_run'] / 60:.1f} min for a 450-clip run")
     return 0
 
