@@ -11,13 +11,14 @@ on its batch-mates.
 Profile defaults (recorded in the adapter config, hence in the results
 fingerprint):
 
-======  ==============  =========================================================
-        steps           why
-======  ==============  =========================================================
-paper   50 PNDM         PROTOCOL.md section 5
-mini    20 PNDM         450 test clips on a CPU: ~20 steps keeps a benchmark run
-                        practical (docs/avsyncd.md has the measured cost)
-======  ==============  =========================================================
+======  ========================  ===============================================
+        sampler                   why
+======  ========================  ===============================================
+paper   PNDM 50, from pure noise  PROTOCOL.md section 5
+mini    DDIM 20, from frame 1     450 test clips on a CPU; the CPU-trained mini
+        noised half-way           models cannot draw frames from pure noise
+        (strength 0.5: 10 steps)  (docs/avsyncd.md has the measurements)
+======  ========================  ===============================================
 
 Checkpoints: mini defaults to the shipped ``models/avsyncd/weights/
 avsyncd_mini``; paper needs ``checkpoint=DIR`` (the trained folder) plus the
