@@ -333,9 +333,11 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="build synth, run and score the reference models, build the leaderboard")
     dm.add_argument("--out", default="runs/demo")
+    from .demo import DEMO_LIMIT
     dm.add_argument("--limit", type=int,
                     help="only N test videos, round robin over the classes (a reduced protocol, stated in the "
-                         "output; default 40, so that the five models run in about 10 minutes on 2 CPU cores)")
+                         f"output; default {DEMO_LIMIT}, so that the five models run in under 10 minutes on 2 "
+                         "CPU cores)")
     dm.add_argument("--full", action="store_true", help="the full test protocol (150 videos, 450 clips per model)")
     dm.add_argument("--device", default="cpu")
     dm.add_argument("--json", action="store_true")

@@ -302,6 +302,9 @@ def test_noise_prior_start_runs_the_schedule_tail_and_keeps_the_scene(world, tra
     assert d_half < d_full
     with pytest.raises(AdapterError, match="needs scheduler=ddim"):
         AVSyncD(strength=0.5, scheduler="pndm")
+    # pndm with the mini profile's default strength: refused at setup, before any weights are read
+    with pytest.raises(AdapterError, match="strength 0.5 < 1 needs scheduler=ddim"):
+        AVSyncD(scheduler="pndm", checkpoint=str(world["tmp"] / "no-such-checkpoint")).setup(MINI, "cpu")
     with pytest.raises(AdapterError, match=r"in \(0, 1\]"):
         AVSyncD(strength=1.5)
 

@@ -76,9 +76,8 @@ class AVSyncDFamily(Adapter):
                                    f"got {strength!r}") from None
             if not 0.0 < strength <= 1.0:
                 raise AdapterError(f"adapter '{self.name}': strength must be in (0, 1], got {strength}")
-        if strength is not None and strength < 1.0 and scheduler is not None and str(scheduler).lower() == "pndm":
-            raise AdapterError(f"adapter '{self.name}': strength < 1 needs scheduler=ddim (PNDM's multistep "
-                               "warm-up cannot begin mid-schedule)")
+        if strength is not None and scheduler is not None:  # both given: refuse now, not at setup
+            self._check_sampler(strength, str(scheduler).lower())
         self.strength = strength
         if device_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise AdapterError(f"adapter '{self.name}': dtype must be auto, float32, bfloat16 or float16, "
@@ -125,8 +124,16 @@ class AVSyncDFamily(Adapter):
                                f"{', '.join(missing)}; {hint}")
         return folder
 
+    def _check_sampler(self, strength: float, scheduler: str) -> None:
+        if strength < 1.0 and scheduler == "pndm":
+            raise AdapterError(f"adapter '{self.name}': strength {strength} < 1 needs scheduler=ddim (PNDM's "
+                               "multistep warm-up cannot begin mid-schedule)")
+
     def setup(self, protocol: ProtocolConfig, device: str = "cpu") -> None:
         profile = profile_of(protocol)
+        # the profile's defaults fill what was not given; check the pair before loading weights
+        self._check_sampler(self.strength if self.strength is not None else DEFAULT_STRENGTH[profile],
+                            self.scheduler or DEFAULT_SCHEDULER[profile])
         folder = self._checkpoint_folder(profile)
         with_audio = self.model_kind == "avsyncd"
         dtype = {"auto": torch.float16 if str(device).startswith("cuda") and profile == "paper" else torch.float32,
@@ -150,9 +157,6 @@ class AVSyncDFamily(Adapter):
         unet.to(device=device, dtype=dtype).eval()
         parts.vae.to(device=device)
         self.parts, self.profile = parts, profile
-        if self.sampling_strength < 1.0 and self.scheduler_name == "pndm":
-            raise AdapterError(f"adapter '{self.name}': strength {self.sampling_strength} < 1 needs "
-                               "scheduler=ddim (PNDM's multistep warm-up cannot begin mid-schedule)")
         self.pipe = AVSyncDPipeline(unet, make_scheduler(self.scheduler_name), vae=parts.vae,
                                     text_encoder=parts.text_encoder, tokenizer=parts.tokenizer)
         self.null = parts.null_tokens().to(device) if with_audio else None
