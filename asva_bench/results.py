@@ -137,15 +137,13 @@ def read_per_clip(run) -> dict[str, dict]:
     f = p / "scores.jsonl"
     if not f.is_file():
         raise ResultsError(f"{f}: no per-clip scores; score the run with `asva-bench score {p}`")
+    from .leaderboard.validate import read_scores  # the scores.jsonl reader the leaderboard validates with
     out = {}
-    for n, line in enumerate(f.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for row in read_scores(f):
         try:
-            row = json.loads(line)
             out[row["clip_id"]] = {"video_id": row["video_id"], "metrics": row["metrics"]}
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ResultsError(f"{f}:{n}: not a per-clip score record ({e}); rescore the run") from e
+        except KeyError as e:
+            raise ResultsError(f"{f}: clip {row['clip_id']} has no {e}; rescore the run") from e
     return out
 
 
