@@ -20,8 +20,9 @@ class I2VD(AVSyncDFamily):
     description = "I2VD: AVSyncD without audio (inflated image diffusion conditioned on the first frame and text)"
 
     def __init__(self, steps: int | None = None, scheduler: str | None = None, strength: float | None = None,
-                 checkpoint: str | None = None, base: str | None = None, dtype: str = "auto"):
-        self._init_common(steps, scheduler, checkpoint, base, None, dtype, strength)
+                 conditioning: str | None = None, checkpoint: str | None = None, base: str | None = None,
+                 dtype: str = "auto"):
+        self._init_common(steps, scheduler, checkpoint, base, None, dtype, strength, conditioning)
 
     def generate(self, batch: ClipBatch) -> torch.Tensor:
         if self.pipe is None:

@@ -72,36 +72,134 @@ def reference_first_frame_2d(unet2d, x, t, text):
     return torch.stack(outs, dim=1)
 
 
-def test_init_equals_2d_model_with_first_frame_attention():
+def test_init_on_a_static_clip_equals_the_2d_model_per_frame():
+    """Zero-initialised new paths + a clip whose frames are identical: clip-wise GroupNorm sees the
+    statistics of one frame and first-frame attention is self-attention, so every frame is exactly
+    the 2D model's output on that frame."""
     unet2d = tiny_unet2d()
     reference_model = copy.deepcopy(unet2d)
     model = AVSyncDUNet.from_unet2d(unet2d, audio_dim=GEO.dim, num_frames=4, audio_geometry=GEO)
     x, t, text, audio = inputs()
+    static = x[:, :1].expand(-1, 4, -1, -1, -1).contiguous()
+    with torch.no_grad():
+        got = model(static, t, text, audio)
+        want = reference_model(static[:, 0], t, encoder_hidden_states=text).sample
+    assert got.shape == (2, 4, 4, 16, 16)
+    for k in range(4):
+        torch.testing.assert_close(got[:, k], want, atol=1e-5, rtol=0)
+
+
+def test_init_on_a_moving_clip_equals_the_2d_model_with_first_frame_attention_and_clip_norms():
+    """Frames that differ: the zero-initialised model is the 2D model whose self-attention reads
+    frame 1 and whose ResNet / output GroupNorms normalise over the whole clip (reference built
+    here by hand: GroupNorm statistics computed over the clip in float64)."""
+    unet2d = tiny_unet2d()
+    reference_model = copy.deepcopy(unet2d)
+    model = AVSyncDUNet.from_unet2d(unet2d, audio_dim=GEO.dim, num_frames=4, audio_geometry=GEO)
+    x, t, text, audio = inputs()
+    per_frame_model = copy.deepcopy(reference_model)
     with torch.no_grad():
         got = model(x, t, text, audio)
-        want = reference_first_frame_2d(reference_model, x, t, text)
-    assert got.shape == (2, 4, 4, 16, 16)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    # The check has teeth: ordinary per-frame self-attention gives other frames 2..F.
-    reference_model.set_attn_processor(AttnProcessor())
-    with torch.no_grad():
-        plain = torch.stack([reference_model(x[:, k], t, encoder_hidden_states=text).sample
-                             for k in range(4)], dim=1)
-    torch.testing.assert_close(plain[:, 0], want[:, 0], atol=1e-5, rtol=0)
-    assert (plain[:, 1:] - want[:, 1:]).abs().max() > 1e-3
+        want = reference_first_frame_clip_norm(reference_model, x, t, text)
+        per_frame_norm = reference_first_frame_2d(per_frame_model, x, t, text)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    # teeth: normalising each frame alone (the pre-release layout) gives other outputs
+    assert (per_frame_norm - want).abs().max() > 1e-3
 
 
-def test_inflation_wraps_every_resnet_conv_and_block():
+class ClipStatsGroupNorm(torch.nn.Module):
+    """Reference for the released ResNet norms: frames of a clip are the batch dim [B*F]."""
+
+    def __init__(self, norm, num_frames):
+        super().__init__()
+        self.norm, self.f = norm, num_frames
+
+    def forward(self, x):
+        bf, c, h, w = x.shape
+        g = self.norm.num_groups
+        x5 = x.double().view(bf // self.f, self.f, g, c // g, h, w)
+        mean = x5.mean(dim=(1, 3, 4, 5), keepdim=True)
+        var = x5.var(dim=(1, 3, 4, 5), unbiased=False, keepdim=True)
+        y = ((x5 - mean) / torch.sqrt(var + self.norm.eps)).view(bf, c, h, w).float()
+        return y * self.norm.weight[None, :, None, None] + self.norm.bias[None, :, None, None]
+
+
+def reference_first_frame_clip_norm(unet2d, x, t, text):
+    from diffusers.models.resnet import ResnetBlock2D
+    f = x.shape[1]
+    for m in list(unet2d.modules()):
+        if isinstance(m, ResnetBlock2D):
+            m.norm1, m.norm2 = ClipStatsGroupNorm(m.norm1, f), ClipStatsGroupNorm(m.norm2, f)
+    unet2d.conv_norm_out = ClipStatsGroupNorm(unet2d.conv_norm_out, f)
+    for name, m in unet2d.named_modules():
+        if name.endswith("attn1"):
+            m.set_processor(FirstFrameKVBatched(f))
+    b = x.shape[0]
+    return unet2d(x.reshape(b * f, *x.shape[2:]), t.repeat_interleave(f),
+                  encoder_hidden_states=text.repeat_interleave(f, 0)).sample.view(x.shape)
+
+
+class FirstFrameKVBatched:
+    """Classic (non-SDPA) attention, keys/values = frame 1 of each clip, frames in the batch dim."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+        bf, n, c = hidden_states.shape
+        first = hidden_states.view(bf // self.f, self.f, n, c)[:, :1].expand(-1, self.f, -1, -1).reshape(bf, n, c)
+        return AttnProcessor()(attn, hidden_states, encoder_hidden_states=first)
+
+
+def test_inflation_wraps_every_conv_and_norm_of_the_released_layout():
+    from asva_bench.models.avsyncd import ClipGroupNorm
+    from diffusers.models.downsampling import Downsample2D
+    from diffusers.models.resnet import ResnetBlock2D
+    from diffusers.models.upsampling import Upsample2D
     model = AVSyncDUNet.from_unet2d(tiny_unet2d(), audio_dim=GEO.dim, audio_geometry=GEO)
-    convs = [n for n, m in model.unet.named_modules() if isinstance(m, FirstFrameTemporalConv2d)]
-    n_resnets = sum(1 for _, m in model.unet.named_modules() if type(m).__name__ == "ResnetBlock2D")
-    assert "conv_in" in convs and "conv_out" in convs
-    assert len(convs) == 2 + 2 * n_resnets
+    mods = dict(model.unet.named_modules())
+    convs = {n for n, m in mods.items() if isinstance(m, FirstFrameTemporalConv2d)}
+    resnets = [n for n, m in mods.items() if isinstance(m, ResnetBlock2D)]
+    shortcuts = [n for n in resnets if mods[n].conv_shortcut is not None]
+    samplers = [n for n, m in mods.items() if isinstance(m, (Downsample2D, Upsample2D))]
+    assert shortcuts and samplers  # the tiny UNet has both kinds
+    want = ({"conv_in", "conv_out"} | {f"{n}.conv{i}" for n in resnets for i in (1, 2)}
+            | {f"{n}.conv_shortcut" for n in shortcuts} | {f"{n}.conv" for n in samplers})
+    assert convs == want
+    norms = {n for n, m in mods.items() if isinstance(m, ClipGroupNorm)}
+    assert norms == {"conv_norm_out"} | {f"{n}.norm{i}" for n in resnets for i in (1, 2)}
+    # transformers keep their per-frame GroupNorm
+    assert all(type(mods[n]) is torch.nn.GroupNorm for n in mods if n.endswith("attentions.0.norm"))
     assert model.num_transformer_blocks == 4  # 1 down + 1 mid + 2 up (layers_per_block + 1)
     # pretrained keys keep their 2D names, so a 2D checkpoint still loads
     assert "unet.conv_in.weight" in dict(model.named_parameters())
     with pytest.raises(RuntimeError, match="outside AVSyncDUNet.forward"):
         model.unet(torch.zeros(4, 4, 16, 16), 1, encoder_hidden_states=torch.zeros(4, 5, TEXT_DIM))
+
+
+def test_clip_group_norm_golden():
+    from asva_bench.models.avsyncd import ClipGroupNorm, FrameContext, FrameContextHolder
+    g = torch.Generator().manual_seed(0)
+    holder = FrameContextHolder()
+    gn = torch.nn.GroupNorm(2, 4, eps=1e-5)
+    with torch.no_grad():
+        gn.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+        gn.bias.copy_(torch.tensor([0.0, 0.1, -0.2, 0.3]))
+    norm = ClipGroupNorm.from_group_norm(gn, holder)
+    x = torch.randn(2 * 3, 4, 2, 2, generator=g) * torch.arange(1, 7).view(6, 1, 1, 1)  # frames differ in scale
+    with holder.bind(FrameContext(num_frames=3)):
+        got = norm(x)
+    x64 = x.double().numpy().reshape(2, 3, 2, 2, 2, 2)  # [B, F, G, C/G, H, W]
+    mean = x64.mean(axis=(1, 3, 4, 5), keepdims=True)
+    var = x64.var(axis=(1, 3, 4, 5), keepdims=True)
+    want = ((x64 - mean) / (var + 1e-5) ** 0.5).reshape(6, 4, 2, 2)
+    want = want * gn.weight.detach().double().numpy()[None, :, None, None] + gn.bias.detach().double().numpy()[
+        None, :, None, None]
+    torch.testing.assert_close(got, torch.from_numpy(want).float(), atol=1e-5, rtol=0)
+    assert (got - gn(x)).abs().max() > 0.1  # per-frame statistics differ
+    static = x[:1].repeat(6, 1, 1, 1)
+    with holder.bind(FrameContext(num_frames=3)):
+        torch.testing.assert_close(norm(static), gn(static), atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------
@@ -110,7 +208,8 @@ def test_inflation_wraps_every_resnet_conv_and_block():
 def test_gradients_reach_only_trainable_and_audio_matters_after_a_step():
     model = AVSyncDUNet.from_unet2d(tiny_unet2d(), audio_dim=GEO.dim, num_frames=4, audio_geometry=GEO)
     names = {n for n, _ in model.trainable_named_parameters()}
-    assert names and all(any(k in n for k in (".temporal_mix.", ".audio_attn.", ".temporal_attn.")) for n in names)
+    new = (".conv_temp.", ".norm_audio.", ".attn_audio.", ".pos_embedding_temp.", ".norm_temp.", ".attn_temp.")
+    assert names and all(any(k in n for k in new) for n in names)
     x, t, text, audio = inputs()
     other_audio = torch.randn_like(audio)
     with torch.no_grad():
@@ -184,7 +283,7 @@ def test_training_loss_golden():
 
 def test_image_text_variant_has_no_audio_path():
     model = AVSyncDUNet.from_unet2d(tiny_unet2d(), audio_dim=None, num_frames=4)
-    assert not any(".audio_attn." in n for n, _ in model.trainable_named_parameters())
+    assert not any("_audio." in n for n, _ in model.trainable_named_parameters())
     x, t, text, audio = inputs()
     assert model(x, t, text).shape == x.shape
     with pytest.raises(ValueError, match="without an audio path"):
@@ -195,35 +294,91 @@ def test_image_text_variant_has_no_audio_path():
 # (c) time-aligned audio tokens
 # --------------------------------------------------------------------------
 def test_paper_audio_windows_by_hand():
+    """The released rule: w = ceil(19 / 12) = 2 columns from round(linspace(0, 17, 12))[k]."""
     geo = AudioTokenGeometry()  # ImageBind-huge: 1 + 12 x 19 tokens, 768-d
-    assert geo.n_tokens == 229 and geo.tokens_per_frame == 25
+    assert geo.n_tokens == 229 and geo.tokens_per_frame(12) == 25
     spans = geo.time_patch_spans()
     # patch j = mel frames [10j, 10j+16) = [0.1 j, 0.1 j + 0.175) s
     assert spans[0].tolist() == pytest.approx([0.0, 0.175])
     assert spans[18].tolist() == pytest.approx([1.8, 1.975])
-    # Frame k covers [k/6, (k+1)/6) s; the two time columns overlapping it most.
+    # linspace(0, 17, 12) = 0, 1.545, 3.091, 4.636, 6.182, 7.727, 9.273, 10.818, 12.364, 13.909, 15.455, 17
     assert geo.frame_time_patches(12).tolist() == [
-        [0, 1], [1, 2], [3, 4], [4, 5], [6, 7], [8, 9], [9, 10], [11, 12], [13, 14], [14, 15], [16, 17], [17, 18]]
+        [0, 1], [2, 3], [3, 4], [5, 6], [6, 7], [8, 9], [9, 10], [11, 12], [12, 13], [14, 15], [15, 16], [17, 18]]
     idx = geo.frame_token_indices(12)
     # global token 0, then row f, column t at 1 + 19 f + t
     assert idx[0].tolist() == [0, 1, 2, 20, 21, 39, 40, 58, 59, 77, 78, 96, 97, 115, 116, 134, 135, 153, 154,
                                172, 173, 191, 192, 210, 211]
+    assert idx[1].tolist() == [0] + [1 + 19 * f + t for f in range(12) for t in (2, 3)]
     assert idx[11].tolist() == [0, 18, 19, 37, 38, 56, 57, 75, 76, 94, 95, 113, 114, 132, 133, 151, 152, 170,
                                 171, 189, 190, 208, 209, 227, 228]
     mask = geo.frame_token_mask(12)
     assert mask.shape == (12, 229) and mask.sum(1).tolist() == [25] * 12
     assert mask[:, 0].all()
-    assert (mask[2] & mask[3]).sum() == 1 + 12  # frames 3 and 4 share time column 4
-    assert (mask[1] & mask[2]).sum() == 1  # frames 2 and 3: only the global token
+    assert (mask[1] & mask[2]).sum() == 1 + 12  # frames 2 and 3 share time column 3
+    assert (mask[0] & mask[1]).sum() == 1  # frames 1 and 2: only the global token
     assert mask[:, 1:].any(0).all()  # every patch is seen by some frame
 
 
 def test_mini_geometry_one_column_per_frame():
-    # A mini encoder pooling the 204 mel frames into 12 columns of 17 frames.
-    geo = AudioTokenGeometry(n_freq=4, n_time=12, dim=32, patch_kernel=17, patch_stride=17,
-                             time_patches_per_frame=1)
+    # The mini encoder pools the 204 mel frames into 12 columns of 17 frames: ceil(12 / 12) = 1.
+    from asva_bench.models.avsyncd.components import MINI_AUDIO_GEOMETRY
+    geo = MINI_AUDIO_GEOMETRY
     assert geo.frame_time_patches(12)[:, 0].tolist() == list(range(12))
     assert geo.frame_token_indices(12)[5].tolist() == [0, 1 + 5, 1 + 12 + 5, 1 + 24 + 5, 1 + 36 + 5]
+    # an explicit width overrides the rule: 2 columns from round(linspace(0, 10, 12))
+    wide = AudioTokenGeometry(n_freq=4, n_time=12, dim=32, patch_kernel=17, patch_stride=17, time_patches_per_frame=2)
+    assert wide.frame_time_patches(12)[:, 0].tolist() == [0, 1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10]
+
+
+def test_frame_index_embedding_is_cos_then_sin():
+    from asva_bench.models.avsyncd import frame_index_embedding
+    emb = frame_index_embedding(12, 8)
+    k = torch.arange(12, dtype=torch.float64)[:, None]
+    w = 10000.0 ** (-torch.arange(4, dtype=torch.float64) / 4)
+    torch.testing.assert_close(emb.double(), torch.cat([torch.cos(k * w), torch.sin(k * w)], 1), atol=1e-6, rtol=0)
+
+
+def test_temporal_attention_adds_the_position_before_its_layer_norm():
+    """h + attn_temp(LN(h + MLP(pos))) across frames, recomputed by hand from the block's weights."""
+    model = AVSyncDUNet.from_unet2d(tiny_unet2d(), audio_dim=GEO.dim, num_frames=4, audio_geometry=GEO)
+    perturb_trainable(model, scale=0.2)
+    block = next(m for m in model.modules() if type(m).__name__ == "AVSyncDTransformerBlock")
+    g = torch.Generator().manual_seed(2)
+    f, n, c = 4, 3, block.norm_temp.normalized_shape[0]
+    h = torch.randn(2 * f, n, c, generator=g)
+    with torch.no_grad():
+        got = block._temporal(h, f)
+        k = torch.arange(f, dtype=torch.float64)[:, None]
+        w = 10000.0 ** (-torch.arange(c // 2, dtype=torch.float64) / (c // 2))
+        sinus = torch.cat([torch.cos(k * w), torch.sin(k * w)], 1).float()
+        mlp = block.pos_embedding_temp
+        pos = mlp.linear_2(torch.nn.functional.silu(mlp.linear_1(sinus)))  # [F, C]
+        x = h.view(2, f, n, c).permute(0, 2, 1, 3)  # [B, N, F, C]
+        z = torch.nn.functional.layer_norm(x + pos, (c,), block.norm_temp.weight, block.norm_temp.bias,
+                                           block.norm_temp.eps)
+        a = block.attn_temp
+        heads = a.heads
+        q, kk, v = (lin(z).view(2, n, f, heads, c // heads).transpose(2, 3) for lin in (a.to_q, a.to_k, a.to_v))
+        att = torch.softmax(q @ kk.transpose(-1, -2) / (c // heads) ** 0.5, -1) @ v  # [B, N, heads, F, d]
+        out = a.to_out[0](att.transpose(2, 3).reshape(2, n, f, c))
+        want = h + out.permute(0, 2, 1, 3).reshape(2 * f, n, c)
+        # the pre-release order (position added after the norm) computes something else
+        z2 = torch.nn.functional.layer_norm(x, (c,), block.norm_temp.weight, block.norm_temp.bias) + pos
+        q2, k2, v2 = (lin(z2).view(2, n, f, heads, c // heads).transpose(2, 3) for lin in (a.to_q, a.to_k, a.to_v))
+        att2 = torch.softmax(q2 @ k2.transpose(-1, -2) / (c // heads) ** 0.5, -1) @ v2
+        other = h + a.to_out[0](att2.transpose(2, 3).reshape(2, n, f, c)).permute(0, 2, 1, 3).reshape(2 * f, n, c)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert (other - want).abs().max() > 1e-3
+
+
+def test_audio_tokens_pass_a_parameter_free_layer_norm():
+    from asva_bench.models.avsyncd.components import normalise_audio_tokens
+    g = torch.Generator().manual_seed(0)
+    tokens = 3.0 + 2.2 * torch.randn(2, 5, 8, generator=g, dtype=torch.float64)
+    got = normalise_audio_tokens(tokens)
+    mean = tokens.mean(-1, keepdim=True)
+    var = ((tokens - mean) ** 2).mean(-1, keepdim=True)
+    torch.testing.assert_close(got, (tokens - mean) / torch.sqrt(var + 1e-6), atol=1e-12, rtol=0)
 
 
 def test_gathered_tokens_equal_masked_attention():

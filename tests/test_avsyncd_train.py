@@ -192,7 +192,7 @@ def test_training_reduces_the_loss_and_writes_a_loadable_checkpoint(trained):
     assert rec["step"] == 30 and rec["model"] == "avsyncd" and rec["base"]["unet_sha256"]
     # the audio path moved away from its zero initialisation
     w = load_file(str(trained["ckpt"] / "avsyncd_trainable.safetensors"))
-    audio_out = [v for k, v in w.items() if "audio_attn.attn.to_out.0.weight" in k]
+    audio_out = [v for k, v in w.items() if "attn_audio.to_out.0.weight" in k]
     assert audio_out and all(v.abs().sum() > 0 for v in audio_out)
 
 
@@ -269,12 +269,18 @@ def test_avsyncd_adapter_output_seeds_and_eta(world, trained):
     out = a4.generate(batch)
     assert out.shape == (3, 12, 3, 64, 64) and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-    # frame 1 is the conditioning image held fixed in latent space (its latent round trip) ...
-    vae = a4.parts.vae
-    roundtrip = ((vae.decode(vae.encode(batch.first_frame * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
-    torch.testing.assert_close(out[:, 0], roundtrip, atol=1e-5, rtol=0)
-    # ... and exactly the input once the harness validates the output
+    # mini conditioning "exact": frame 1 is the input itself, before and after the harness validates it
+    assert a4.conditioning_mode == "exact" and a4.first_frame == "generated"
+    assert torch.equal(out[:, 0], batch.first_frame)
     assert torch.equal(validate_output(a4, batch, out)[:, 0], batch.first_frame)
+    # conditioning "reference" (the paper default): frame 1 decoded from the latent of the uint8-truncated image
+    ref = adapter(world, trained, conditioning="reference")
+    vae = ref.parts.vae
+    quantised = torch.floor(batch.first_frame * 255) / 255
+    roundtrip = ((vae.decode(vae.encode(quantised * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+    out_ref = ref.generate(batch)
+    torch.testing.assert_close(out_ref[:, 0], roundtrip, atol=1e-5, rtol=0)  # the mini PCA codec's std is 0
+    assert not torch.equal(out_ref[:, 0], batch.first_frame)
     # deterministic per clip seed, independent of batch-mates
     assert torch.equal(a4.generate(batch), out)
     alone = a4.generate(clip_batch(world, n=1, seeds=[100]))
@@ -286,7 +292,8 @@ def test_avsyncd_adapter_output_seeds_and_eta(world, trained):
     assert (a1.generate(batch) - out).abs().max() > 1e-4
     cfg = a4.config()
     assert cfg["eta"] == 4.0 and cfg["default_steps"] == {"paper": 50, "mini": 20} and cfg["weights_sha256"]
-    assert cfg["default_scheduler"] == {"paper": "pndm", "mini": "ddim"}
+    assert cfg["default_scheduler"] == {"paper": "pndm-reference", "mini": "ddim"}
+    assert cfg["default_conditioning"] == {"paper": "reference", "mini": "exact"}
     assert cfg["default_strength"] == {"paper": 1.0, "mini": 0.5}
 
 
@@ -321,12 +328,12 @@ def test_i2vd_adapter(world, trained):
 
 def test_model_args_and_missing_checkpoints(world, tmp_path):
     with pytest.raises(AdapterError, match=r"no argument 'etta'\. Did you mean 'eta'\?.*Valid: eta, steps, "
-                                           r"scheduler, strength, checkpoint, base, audio_encoder, dtype"):
+                                           r"scheduler, strength, conditioning, checkpoint, base, audio_encoder, dtype"):
         parse_model_args(get_adapter_class("avsyncd"), ["etta=2"])
     with pytest.raises(AdapterError, match="'i2vd' has no argument 'eta'"):
         build_adapter("i2vd", ["eta=4"])
     assert parse_model_args(get_adapter_class("avsyncd"), ["eta=8", "steps=25"]) == {"eta": 8, "steps": 25}
-    with pytest.raises(AdapterError, match="scheduler must be 'pndm' or 'ddim'"):
+    with pytest.raises(AdapterError, match="scheduler must be one of pndm-reference, pndm, ddim, got 'euler'"):
         AVSyncD(scheduler="euler")
     with pytest.raises(AdapterError, match=r"missing avsyncd_config\.json, avsyncd_trainable\.safetensors.*"
                                            "asva-bench train avsyncd"):

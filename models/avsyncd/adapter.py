@@ -11,23 +11,29 @@ on its batch-mates.
 Profile defaults (recorded in the adapter config, hence in the results
 fingerprint):
 
-======  ========================  ===============================================
-        sampler                   why
-======  ========================  ===============================================
-paper   PNDM 50, from pure noise  PROTOCOL.md section 5
-mini    DDIM 20, from frame 1     450 test clips on a CPU; the CPU-trained mini
-        noised half-way           models cannot draw frames from pure noise
-        (strength 0.5: 10 steps)  (docs/avsyncd.md has the measurements)
-======  ========================  ===============================================
+======  ==============================  =========================================
+        sampler / conditioning          why
+======  ==============================  =========================================
+paper   pndm-reference 50, from pure    the authors' sampling code (docs/avsyncd.md,
+        noise; conditioning reference   "Sampling"): PNDM driven through a latent
+                                        view, uint8 image, sampled frame-1 latent,
+                                        frame 1 decoded from it
+mini    DDIM 20, from frame 1 noised    450 test clips on a CPU; the CPU-trained
+        half-way (strength 0.5: 10      mini models cannot draw frames from pure
+        steps); conditioning exact      noise (docs/avsyncd.md has the measurements)
+======  ==============================  =========================================
 
 Checkpoints: mini defaults to the shipped ``models/avsyncd/weights/
-avsyncd_mini``; paper needs ``checkpoint=DIR`` (the trained folder) plus the
-Stable Diffusion 1.5 folder (``base=DIR`` or $ASVA_SD15_DIR) and the
+avsyncd_mini``; paper needs ``checkpoint=DIR``: either a folder written by
+`asva-bench train avsyncd` or the authors' release as downloaded
+(``<exp>/ckpts/checkpoint-37000/modules``, see released.py), plus the Stable
+Diffusion 1.5 folder (``base=DIR`` or $ASVA_SD15_DIR: VAE, text encoder) and the
 ImageBind-huge weights (`asva-bench weights list --profile paper`).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -38,13 +44,16 @@ from asva_bench.protocol import ProtocolConfig
 
 from .components import (SHIPPED_MINI, ComponentError, check_identity, file_fingerprint, load_frozen_parts,
                          read_training_record)
-from .pipeline import SCHEDULERS, AVSyncDPipeline, make_scheduler
+from .pipeline import CONDITIONING_MODES, SCHEDULERS, AVSyncDPipeline
+from .released import ReleasedCheckpointError, find_released_unet, load_released_unet, released_weight_file
 from .unet3d import CONFIG_FILE, TRAINABLE_WEIGHTS_FILE, AVSyncDUNet
 
 #: Sampling steps when ``steps`` is not given, per profile.
 DEFAULT_STEPS = {"paper": 50, "mini": 20}
 #: Sampler when ``scheduler`` is not given, per profile.
-DEFAULT_SCHEDULER = {"paper": "pndm", "mini": "ddim"}
+DEFAULT_SCHEDULER = {"paper": "pndm-reference", "mini": "ddim"}
+#: How frame 1 is conditioned when ``conditioning`` is not given (pipeline.CONDITIONING_MODES).
+DEFAULT_CONDITIONING = {"paper": "reference", "mini": "exact"}
 #: Start of sampling when ``strength`` is not given: 1.0 = pure noise (the paper); below 1, frames
 #: 2..F start from frame 1 noised to that fraction of the schedule (docs/avsyncd.md, mini profile).
 DEFAULT_STRENGTH = {"paper": 1.0, "mini": 0.5}
@@ -60,14 +69,22 @@ class AVSyncDFamily(Adapter):
 
     model_kind: ClassVar[str] = "avsyncd"
     batch_size = 8
-    first_frame = "input"
+    # The pipeline decides frame 1: the input itself (conditioning "exact") or its VAE
+    # reconstruction (conditioning "reference", as the authors' pipeline outputs it).
+    first_frame = "generated"
 
     def _init_common(self, steps, scheduler, checkpoint, base, audio_encoder, device_dtype,
-                     strength=None) -> None:
+                     strength=None, conditioning=None) -> None:
         if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise AdapterError(f"adapter '{self.name}': steps must be a positive integer, got {steps!r}")
-        if scheduler is not None and str(scheduler).lower() not in ("pndm", "ddim"):
-            raise AdapterError(f"adapter '{self.name}': scheduler must be 'pndm' or 'ddim', got {scheduler!r}")
+        samplers = [n for n in SCHEDULERS if n != "ddpm"]
+        if scheduler is not None and str(scheduler).lower() not in samplers:
+            raise AdapterError(f"adapter '{self.name}': scheduler must be one of {', '.join(samplers)}, "
+                               f"got {scheduler!r}")
+        if conditioning is not None and conditioning not in CONDITIONING_MODES:
+            raise AdapterError(f"adapter '{self.name}': conditioning must be one of "
+                               f"{', '.join(CONDITIONING_MODES)}, got {conditioning!r}")
+        self.conditioning = conditioning
         if strength is not None:
             try:
                 strength = float(strength)
@@ -98,10 +115,19 @@ class AVSyncDFamily(Adapter):
         d["default_steps"] = dict(DEFAULT_STEPS)
         d["default_scheduler"] = dict(DEFAULT_SCHEDULER)
         d["default_strength"] = dict(DEFAULT_STRENGTH)
+        d["default_conditioning"] = dict(DEFAULT_CONDITIONING)
         # the trained weights decide the output: fingerprint them (the shipped mini ones when no checkpoint)
         folder = Path(str(self.checkpoint)).expanduser() if self.checkpoint else SHIPPED_MINI[self.model_kind]
-        wfile = folder / TRAINABLE_WEIGHTS_FILE
-        d["weights_sha256"] = file_fingerprint(wfile) if wfile.is_file() else None
+        released = find_released_unet(folder)
+        if released is not None:
+            d["checkpoint_format"] = "released"
+            try:
+                d["weights_sha256"] = file_fingerprint(released_weight_file(released))
+            except ReleasedCheckpointError:
+                d["weights_sha256"] = None
+        else:
+            wfile = folder / TRAINABLE_WEIGHTS_FILE
+            d["weights_sha256"] = file_fingerprint(wfile) if wfile.is_file() else None
         return d
 
     # -- setup ----------------------------------------------------------------
@@ -113,19 +139,23 @@ class AVSyncDFamily(Adapter):
         else:
             raise AdapterError(
                 f"adapter '{self.name}' (paper profile) needs a trained checkpoint: --model-arg checkpoint=DIR "
-                f"(the checkpoint/ folder of `asva-bench train {self.model_kind} --profile paper`); the paper "
-                "also needs the Stable Diffusion 1.5 folder (--model-arg base=DIR or $ASVA_SD15_DIR) and "
-                "the ImageBind-huge weights")
+                f"(the checkpoint/ folder of `asva-bench train {self.model_kind} --profile paper`, or the "
+                "authors' release as downloaded, e.g. avsync15_audio-cond_cfg/ckpts/checkpoint-37000/modules); "
+                "the paper also needs the Stable Diffusion 1.5 folder (--model-arg base=DIR or $ASVA_SD15_DIR) "
+                "and the ImageBind-huge weights")
+        if find_released_unet(folder) is not None:
+            return folder
         missing = [n for n in (CONFIG_FILE, TRAINABLE_WEIGHTS_FILE) if not (folder / n).is_file()]
         if missing:
             hint = (f"train it with `asva-bench train {self.model_kind} --profile {profile} --out DIR` and pass "
-                    f"--model-arg checkpoint=DIR/checkpoint")
+                    f"--model-arg checkpoint=DIR/checkpoint, or pass the authors' released modules/ folder "
+                    "(it holds unet/config.json)")
             raise AdapterError(f"adapter '{self.name}': checkpoint folder {folder} is missing "
                                f"{', '.join(missing)}; {hint}")
         return folder
 
     def _check_sampler(self, strength: float, scheduler: str) -> None:
-        if strength < 1.0 and scheduler == "pndm":
+        if strength < 1.0 and scheduler.startswith("pndm"):
             raise AdapterError(f"adapter '{self.name}': strength {strength} < 1 needs scheduler=ddim (PNDM's "
                                "multistep warm-up cannot begin mid-schedule)")
 
@@ -138,15 +168,29 @@ class AVSyncDFamily(Adapter):
         with_audio = self.model_kind == "avsyncd"
         dtype = {"auto": torch.float16 if str(device).startswith("cuda") and profile == "paper" else torch.float32,
                  "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        self.released_info = None
         try:
-            record = read_training_record(folder)
-            if record.get("model") not in (None, self.model_kind):
-                raise AdapterError(f"adapter '{self.name}': {folder} holds a '{record.get('model')}' checkpoint, "
-                                   f"not '{self.model_kind}'")
+            released = find_released_unet(folder)
+            if released is None:
+                record = read_training_record(folder)
+                if record.get("model") not in (None, self.model_kind):
+                    raise AdapterError(f"adapter '{self.name}': {folder} holds a '{record.get('model')}' "
+                                       f"checkpoint, not '{self.model_kind}'")
+            elif profile != "paper":
+                raise AdapterError(f"adapter '{self.name}': {released} is the authors' released UNet (Stable "
+                                   "Diffusion 1.5 + ImageBind-huge); run it with --profile paper")
             parts = load_frozen_parts(profile, base=self.base, audio_encoder=self.audio_encoder,
                                       with_audio=with_audio, device=device)
-            check_identity(record, parts, folder)
-            unet = AVSyncDUNet.from_trainable(parts.unet2d, folder)
+            if released is None:
+                check_identity(record, parts, folder)
+                unet = AVSyncDUNet.from_trainable(parts.unet2d, folder)
+            else:
+                # the release holds the whole UNet; the user's SD 1.5 UNet only serves the comparison
+                unet = load_released_unet(released, num_frames=protocol.num_frames,
+                                          reference_unet2d=parts.unet2d)
+                parts.unet2d = None
+                self.released_info = unet.released
+                print(f"[{self.name}] {released}: {unet.released['sd15_comparison']['message']}", file=sys.stderr)
         except (ComponentError, FileNotFoundError, ValueError) as e:
             if isinstance(e, AdapterError):
                 raise
@@ -157,7 +201,7 @@ class AVSyncDFamily(Adapter):
         unet.to(device=device, dtype=dtype).eval()
         parts.vae.to(device=device)
         self.parts, self.profile = parts, profile
-        self.pipe = AVSyncDPipeline(unet, make_scheduler(self.scheduler_name), vae=parts.vae,
+        self.pipe = AVSyncDPipeline(unet, self.scheduler_name, vae=parts.vae,
                                     text_encoder=parts.text_encoder, tokenizer=parts.tokenizer)
         self.null = parts.null_tokens().to(device) if with_audio else None
 
@@ -172,6 +216,10 @@ class AVSyncDFamily(Adapter):
         return self.scheduler or DEFAULT_SCHEDULER[self.profile or "paper"]
 
     @property
+    def conditioning_mode(self) -> str:
+        return self.conditioning or DEFAULT_CONDITIONING[self.profile or "paper"]
+
+    @property
     def sampling_strength(self) -> float:
         return self.strength if self.strength is not None else DEFAULT_STRENGTH[self.profile or "paper"]
 
@@ -184,7 +232,7 @@ class AVSyncDFamily(Adapter):
         out = self.pipe(batch.first_frame.to(dev), tokens, self.null, text_embeddings=text,
                         audio_guidance=eta, num_inference_steps=self.num_steps, generator=batch.generators(),
                         num_frames=batch.protocol.num_frames, progress=False,
-                        init_strength=self.sampling_strength)
+                        init_strength=self.sampling_strength, conditioning=self.conditioning_mode)
         return out.frames.float().cpu()
 
 
@@ -196,13 +244,13 @@ class AVSyncD(AVSyncDFamily):
                    "and audio classifier-free guidance eta")
 
     def __init__(self, eta: float = 4.0, steps: int | None = None, scheduler: str | None = None,
-                 strength: float | None = None, checkpoint: str | None = None, base: str | None = None,
-                 audio_encoder: str | None = None, dtype: str = "auto"):
+                 strength: float | None = None, conditioning: str | None = None, checkpoint: str | None = None,
+                 base: str | None = None, audio_encoder: str | None = None, dtype: str = "auto"):
         try:
             self.eta = float(eta)
         except (TypeError, ValueError):
             raise AdapterError(f"adapter 'avsyncd': eta must be a number, got {eta!r}") from None
-        self._init_common(steps, scheduler, checkpoint, base, audio_encoder, dtype, strength)
+        self._init_common(steps, scheduler, checkpoint, base, audio_encoder, dtype, strength, conditioning)
 
     def generate(self, batch: ClipBatch) -> torch.Tensor:
         if self.pipe is None:

@@ -1,11 +1,14 @@
 """Attention of the inflated transformer blocks.
 
-Block order per frame (PROTOCOL.md section 5):
+Block order per frame (docs/avsyncd.md, "Architecture"):
 first-frame spatial attention (pretrained, frozen) -> audio cross-attention
-(new) -> text cross-attention (pretrained, frozen) -> temporal self-attention
-(new) -> feed-forward (pretrained, frozen).  The new paths end in a
-zero-initialised output projection, so at initialisation the block computes
-exactly the 2D block with its self-attention reading keys/values from frame 1.
+(new: norm_audio, attn_audio) -> text cross-attention (pretrained, frozen) ->
+temporal self-attention (new: pos_embedding_temp, norm_temp, attn_temp) ->
+feed-forward (pretrained, frozen).  The new tensors carry the names of the
+authors' released checkpoints.  The new paths end in a zero-initialised output
+projection (our choice; the released code zero-inits the temporal one only), so
+at initialisation the block computes exactly the 2D block with its
+self-attention reading keys/values from frame 1.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
+from diffusers.models.embeddings import TimestepEmbedding
 
-from .temporal import FrameContextHolder, TemporalSelfAttention, split_frames
+from .temporal import FrameContextHolder, frame_index_embedding, split_frames
 
 
 class FirstFrameAttnProcessor:
@@ -54,23 +58,11 @@ class FirstFrameAttnProcessor:
         return attn.to_out[1](out)
 
 
-class AudioCrossAttention(nn.Module):
-    """Pre-norm cross-attention from each frame to its own audio tokens; output zero-initialised."""
-
-    def __init__(self, dim: int, audio_dim: int, heads: int, dim_head: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.attn = Attention(query_dim=dim, cross_attention_dim=audio_dim, heads=heads,
-                              dim_head=dim_head, bias=False, out_bias=True)
-        nn.init.zeros_(self.attn.to_out[0].weight)
-        nn.init.zeros_(self.attn.to_out[0].bias)
-
-    def forward(self, hidden_states: torch.Tensor, frame_audio_tokens: torch.Tensor) -> torch.Tensor:
-        if frame_audio_tokens.shape[0] != hidden_states.shape[0]:
-            raise ValueError(f"AudioCrossAttention: {frame_audio_tokens.shape[0]} per-frame token sets for "
-                             f"{hidden_states.shape[0]} frames")
-        out = self.attn(self.norm(hidden_states), encoder_hidden_states=frame_audio_tokens.to(hidden_states.dtype))
-        return hidden_states + out
+def _zero_output(attn: Attention) -> Attention:
+    """A new path starts as the identity of the residual stream (docs/avsyncd.md, init)."""
+    nn.init.zeros_(attn.to_out[0].weight)
+    nn.init.zeros_(attn.to_out[0].bias)
+    return attn
 
 
 class AVSyncDTransformerBlock(nn.Module):
@@ -78,7 +70,8 @@ class AVSyncDTransformerBlock(nn.Module):
 
     Keeps the pretrained submodules under their original names (norm1, attn1,
     norm2, attn2, norm3, ff) so the 2D checkpoint's keys still match, and adds
-    ``audio_attn`` and ``temporal_attn``.  The call signature is the
+    ``norm_audio`` / ``attn_audio`` and ``pos_embedding_temp`` / ``norm_temp`` /
+    ``attn_temp`` under the released names.  The call signature is the
     diffusers block's, so Transformer2DModel (and its gradient
     checkpointing) drives it unchanged.
     """
@@ -106,10 +99,36 @@ class AVSyncDTransformerBlock(nn.Module):
         self.attn1.set_processor(FirstFrameAttnProcessor())
         dim, heads = block.dim, block.attn1.heads
         ref = block.attn1.to_q.weight
+        kw = dict(device=ref.device, dtype=ref.dtype)
         # audio_dim None: the image + text variant (I2VD) has no audio path.
-        self.audio_attn = (None if audio_dim is None else
-                           AudioCrossAttention(dim, audio_dim, heads, dim // heads).to(ref.device, ref.dtype))
-        self.temporal_attn = TemporalSelfAttention(dim, heads, dim // heads).to(ref.device, ref.dtype)
+        if audio_dim is not None:
+            self.norm_audio = nn.LayerNorm(dim, **kw)
+            self.attn_audio = _zero_output(Attention(query_dim=dim, cross_attention_dim=audio_dim, heads=heads,
+                                                     dim_head=dim // heads, bias=False, out_bias=True)).to(**kw)
+        else:
+            self.norm_audio = self.attn_audio = None
+        # Temporal attention across frames; the frame index enters through a sinusoid + MLP
+        # added to the hidden states before norm_temp (the released order).
+        self.pos_embedding_temp = TimestepEmbedding(dim, dim, act_fn="silu").to(**kw)
+        self.norm_temp = nn.LayerNorm(dim, **kw)
+        self.attn_temp = _zero_output(Attention(query_dim=dim, heads=heads, dim_head=dim // heads, bias=False,
+                                                out_bias=True)).to(**kw)
+
+    def _audio(self, h: torch.Tensor, frame_audio_tokens: torch.Tensor) -> torch.Tensor:
+        if frame_audio_tokens.shape[0] != h.shape[0]:
+            raise ValueError(f"audio cross-attention: {frame_audio_tokens.shape[0]} per-frame token sets for "
+                             f"{h.shape[0]} frames")
+        return h + self.attn_audio(self.norm_audio(h), encoder_hidden_states=frame_audio_tokens.to(h.dtype))
+
+    def _temporal(self, h: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """h + attn_temp(norm_temp(h + pos)) across the frames at every spatial position."""
+        bf, n, c = h.shape
+        pos = self.pos_embedding_temp(frame_index_embedding(num_frames, c, device=h.device).to(h.dtype))  # [F, C]
+        x = split_frames(h, num_frames, "temporal attention").permute(0, 2, 1, 3)  # [B, N, F, C]
+        x = x.reshape(-1, num_frames, c)
+        out = self.attn_temp(self.norm_temp(x + pos))  # [B*N, F, C]
+        out = out.view(bf // num_frames, n, num_frames, c).permute(0, 2, 1, 3).reshape(bf, n, c)
+        return h + out
 
     def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, timestep=None, cross_attention_kwargs=None,
@@ -123,11 +142,11 @@ class AVSyncDTransformerBlock(nn.Module):
                 "FirstFrameAttnProcessor there (do not call set_attn_processor on the inflated UNet)")
         h = hidden_states
         h = h + self.attn1(self.norm1(h), num_frames=ctx.num_frames)
-        if self.audio_attn is not None:
+        if self.attn_audio is not None:
             if ctx.frame_audio_tokens is None:
                 raise RuntimeError("AVSyncDTransformerBlock: this block has an audio path but no audio tokens were bound")
-            h = self.audio_attn(h, ctx.frame_audio_tokens)
+            h = self._audio(h, ctx.frame_audio_tokens)
         h = h + self.attn2(self.norm2(h), encoder_hidden_states=encoder_hidden_states,
                            attention_mask=encoder_attention_mask)
-        h = self.temporal_attn(h, ctx.num_frames)
+        h = self._temporal(h, ctx.num_frames)
         return h + self.ff(self.norm3(h))

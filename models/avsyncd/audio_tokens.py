@@ -1,8 +1,8 @@
 """Time-aligned audio tokens: which audio tokens each video frame attends to.
 
 AVSyncD conditions every frame on the audio of *its own moment*: frame k sees
-the encoder's global token(s) plus the patch tokens whose time span covers
-the frame's time span (PROTOCOL.md section 5).
+the encoder's global token(s) plus a window of patch-time columns that moves
+with k (docs/avsyncd.md, "Audio windows").
 
 Geometry of the paper profile (ImageBind-huge audio trunk)
 ----------------------------------------------------------
@@ -18,26 +18,26 @@ Geometry of the paper profile (ImageBind-huge audio trunk)
 * Time patch j covers mel frames [10 j, 10 j + 16), i.e. audio time
   [0.1 j, 0.1 j + 0.175) s.
 
-Window rule (written for any geometry)
---------------------------------------
-Frame k of F covers [k T / F, (k + 1) T / F) s (T = 2 s; 1/6 s per frame at
-12 frames).  Its time patches are the ``time_patches_per_frame`` (2) patches
-with the largest overlap with that interval; ties go to the patch whose centre
-is nearer the frame centre, then to the earlier patch.  Frame k then sees the
-global token(s) and all n_freq rows of those columns: 1 + 12 x 2 = 25 tokens.
+Window rule (the released model's, written for any geometry)
+-------------------------------------------------------------
+Each of the F frames sees w = ceil(n_time / F) consecutive time columns
+(``time_patches_per_frame`` overrides w), starting at column
+round(linspace(0, n_time - w, F))[k] (numpy rounding), plus the global
+token(s) and all n_freq rows of those columns: 1 + 12 x 2 = 25 tokens in the
+paper geometry.  Neighbouring windows overlap where F w > n_time.
 
-For the paper geometry this gives (frame: time patches)
-  0: 0 1 | 1: 1 2 | 2: 3 4 | 3: 4 5 | 4: 6 7 | 5: 8 9 | 6: 9 10 | 7: 11 12 |
-  8: 13 14 | 9: 14 15 | 10: 16 17 | 11: 17 18
-19 patches shared by 12 frames x 2 slots, so 5 neighbouring pairs share a
-patch (0/1, 2/3, 5/6, 8/9, 10/11) and every patch is seen by some frame.
-The smallest winning margin is 0.025 s of overlap, so the table is stable
-under float noise.
+For the paper geometry (19 columns, 12 frames, w = 2) this gives
+(frame: time patches)
+  0: 0 1 | 1: 2 3 | 2: 3 4 | 3: 5 6 | 4: 6 7 | 5: 8 9 | 6: 9 10 | 7: 11 12 |
+  8: 12 13 | 9: 14 15 | 10: 15 16 | 11: 17 18
+so every column is seen by some frame and 5 neighbouring pairs share one.
+The mini geometry (12 columns) gives w = 1: frame k sees column k.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -60,15 +60,16 @@ class AudioTokenGeometry:
     mel_hop_s: float = 0.010
     mel_window_s: float = 0.025
     clip_seconds: float = 2.0
-    time_patches_per_frame: int = 2
+    # Columns per frame; None = ceil(n_time / F), the released rule.
+    time_patches_per_frame: int | None = None
 
     def __post_init__(self):
         for name in ("n_freq", "n_time", "dim", "patch_kernel", "patch_stride", "time_patches_per_frame"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"AudioTokenGeometry.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_global < 0:
             raise ValueError(f"AudioTokenGeometry.n_global must be >= 0, got {self.n_global}")
-        if self.time_patches_per_frame > self.n_time:
+        if self.time_patches_per_frame is not None and self.time_patches_per_frame > self.n_time:
             raise ValueError(
                 f"AudioTokenGeometry: time_patches_per_frame={self.time_patches_per_frame} exceeds "
                 f"n_time={self.n_time}")
@@ -78,9 +79,14 @@ class AudioTokenGeometry:
     def n_tokens(self) -> int:
         return self.n_global + self.n_freq * self.n_time
 
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.n_global + self.n_freq * self.time_patches_per_frame
+    def patches_per_frame(self, num_frames: int) -> int:
+        """Time columns each frame sees: ``time_patches_per_frame`` or ceil(n_time / F)."""
+        if self.time_patches_per_frame is not None:
+            return int(self.time_patches_per_frame)
+        return int(math.ceil(self.n_time / num_frames))
+
+    def tokens_per_frame(self, num_frames: int) -> int:
+        return self.n_global + self.n_freq * self.patches_per_frame(num_frames)
 
     def token_index(self, freq: int, time: int) -> int:
         """Sequence position of patch (freq row, time column)."""
@@ -95,20 +101,10 @@ class AudioTokenGeometry:
         return np.stack([start, end], axis=1)
 
     def frame_time_patches(self, num_frames: int) -> np.ndarray:
-        """[F, time_patches_per_frame] time columns of each frame (window rule above)."""
-        spans = self.time_patch_spans()
-        centres = spans.mean(axis=1)
-        frame_len = self.clip_seconds / num_frames
-        out = np.empty((num_frames, self.time_patches_per_frame), dtype=np.int64)
-        for k in range(num_frames):
-            a, b = k * frame_len, (k + 1) * frame_len
-            overlap = np.clip(np.minimum(spans[:, 1], b) - np.maximum(spans[:, 0], a), 0.0, None)
-            # Round away float noise so exact ties fall through to the tie-breaks.
-            overlap = np.round(overlap, 9)
-            dist = np.round(np.abs(centres - (a + b) / 2.0), 9)
-            order = np.lexsort((np.arange(self.n_time), dist, -overlap))
-            out[k] = np.sort(order[:self.time_patches_per_frame])
-        return out
+        """[F, w] time columns of each frame (window rule above)."""
+        w = self.patches_per_frame(num_frames)
+        starts = np.round(np.linspace(0, self.n_time - w, num_frames)).astype(np.int64)
+        return starts[:, None] + np.arange(w, dtype=np.int64)[None, :]
 
     def frame_token_indices(self, num_frames: int) -> torch.Tensor:
         """[F, tokens_per_frame] ascending token positions each frame attends to."""

@@ -43,10 +43,10 @@ TRAINING_RECORD = "avsyncd_training.json"
 #: Token layout of the mini-embedding audio trunk (asva_bench/backbones/mini_embedding.py):
 #: the 128x204 mel is pooled to a 4 x 12 (frequency x time) grid, so time column j covers
 #: mel frames [17 j, 17 j + 17), i.e. about [0.17 j, 0.17 j + 0.185) s, one column per
-#: 6 fps frame.  Two columns per frame, as in the paper: frame k >= 2 sees columns k-1
-#: and k (the 0.17 s before its instant and the 0.185 s after), frames 0 and 1 see 0 and 1.
+#: 6 fps frame.  The released window rule (ceil(12 / 12) = 1 column per frame) gives
+#: frame k column k: the 0.185 s that start at its instant.
 MINI_AUDIO_GEOMETRY = AudioTokenGeometry(n_freq=4, n_time=12, dim=96, n_global=1, patch_kernel=17,
-                                         patch_stride=17, time_patches_per_frame=2)
+                                         patch_stride=17)
 
 GEOMETRIES = {"paper": IMAGEBIND_HUGE_AUDIO, "mini": MINI_AUDIO_GEOMETRY}
 AUDIO_ENCODERS = {"paper": "imagebind-huge", "mini": "mini-embedding"}
@@ -136,16 +136,31 @@ class FrozenParts:
 
     @torch.no_grad()
     def audio_tokens(self, mel: torch.Tensor) -> torch.Tensor:
-        """Normalised mel [B, 1, 128, 204] -> the encoder's tokens [B, N, D] (float32)."""
+        """Normalised mel [B, 1, 128, 204] -> AVSyncD's audio tokens [B, N, D] (float32): the
+        encoder's trunk tokens through a parameter-free LayerNorm (see :func:`normalise_audio_tokens`)."""
         if self.audio_encoder is None:
             raise ValueError("these frozen parts were loaded without an audio encoder (I2VD)")
-        return self.audio_encoder.audio_tokens(mel).float()
+        return normalise_audio_tokens(self.audio_encoder.audio_tokens(mel).float())
 
     def null_tokens(self) -> torch.Tensor:
         """[1, N, D]: the encoder's tokens for an all-zero normalised mel (PROTOCOL.md section 5)."""
         if self._null is None:
             self._null = null_audio_tokens(self.audio_tokens)
         return self._null
+
+
+#: eps of the released audio encoder's final LayerNorm (weight 1, bias 0, never trained).
+AUDIO_TOKEN_NORM_EPS = 1e-6
+
+
+def normalise_audio_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """LayerNorm over the channel axis without affine parameters, eps 1e-6.
+
+    The released AVSyncD audio encoder ends in ``LayerNorm(768, eps=1e-6)`` at its
+    initial weight 1 / bias 0, applied to the ImageBind trunk tokens (null tokens
+    included) before the UNet sees them; both profiles do the same.
+    """
+    return torch.nn.functional.layer_norm(tokens, (tokens.shape[-1],), eps=AUDIO_TOKEN_NORM_EPS)
 
 
 def _module_dtype(m: torch.nn.Module) -> torch.dtype:

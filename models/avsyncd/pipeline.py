@@ -29,13 +29,20 @@ from .unet3d import AVSyncDUNet
 NOISE_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                       beta_schedule="scaled_linear", prediction_type="epsilon")
 
-SCHEDULERS = ("pndm", "ddim", "ddpm")
+#: Sampler names.  "pndm-reference" is PNDM driven the way the authors' sampling loop drives it
+#: (each step written back into a view of the latent tensor that PNDM's warm-up reads again,
+#: docs/avsyncd.md "Sampling"); "pndm" is the textbook loop.  The scheduler object is the same.
+SCHEDULERS = ("pndm-reference", "pndm", "ddim", "ddpm")
+#: How the conditioning frame becomes frame 1's latent (docs/avsyncd.md "Sampling"):
+#: "reference" = uint8-truncated image, a sample of the VAE posterior, output frame 1 decoded
+#: from that latent; "exact" = the float image, the posterior mode, output frame 1 = the input.
+CONDITIONING_MODES = ("reference", "exact")
 
 
 def make_scheduler(name: str = "pndm"):
     """A fresh diffusers scheduler on the SD 1.5 schedule ("pndm" default for sampling, "ddpm" for training)."""
     name = name.lower()
-    if name == "pndm":
+    if name in ("pndm", "pndm-reference"):
         return PNDMScheduler(**NOISE_SCHEDULE, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
     if name == "ddim":
         return DDIMScheduler(**NOISE_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
@@ -116,9 +123,12 @@ class AVSyncDPipeline:
     encoder are attached.
     """
 
-    def __init__(self, unet: AVSyncDUNet, scheduler=None, vae=None, text_encoder=None, tokenizer=None):
+    def __init__(self, unet: AVSyncDUNet, scheduler="pndm", vae=None, text_encoder=None, tokenizer=None):
+        """``scheduler``: a name of :data:`SCHEDULERS` or a diffusers scheduler object (sampled
+        with the textbook loop)."""
         self.unet = unet
-        self.scheduler = scheduler if scheduler is not None else make_scheduler("pndm")
+        self.sampler = scheduler.lower() if isinstance(scheduler, str) else None
+        self.scheduler = make_scheduler(scheduler) if isinstance(scheduler, str) else scheduler
         _check_epsilon(self.scheduler)
         self.vae = vae
         self.text_encoder = text_encoder
@@ -135,7 +145,7 @@ class AVSyncDPipeline:
         else:
             unet = AVSyncDUNet.from_unet2d(parts["unet"], audio_dim=audio_dim, num_frames=num_frames,
                                            audio_geometry=audio_geometry)
-        pipe = cls(unet.to(device), make_scheduler(scheduler), vae=parts["vae"].to(device),
+        pipe = cls(unet.to(device), scheduler, vae=parts["vae"].to(device),
                    text_encoder=parts.get("text_encoder"), tokenizer=parts.get("tokenizer"))
         if pipe.text_encoder is not None:
             pipe.text_encoder.to(device)
@@ -151,15 +161,23 @@ class AVSyncDPipeline:
         return self.unet.dtype
 
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [0, 1] -> latents [N, C, h, w]."""
+    def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N, 3, H, W] in [0, 1] -> (mean, std) of the scaled latent posterior [N, C, h, w]
+        (pixel space: the image in [-1, 1] with std 0)."""
         x = images.to(self.device, self.dtype) * 2.0 - 1.0
         if self.vae is None:
             if x.shape[1] != self.unet.unet.config.in_channels:
                 raise ValueError(f"pixel-space AVSyncD: images have {x.shape[1]} channels but the UNet takes "
                                  f"{self.unet.unet.config.in_channels}; attach a VAE for latent diffusion")
-            return x
-        return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode().to(self.dtype) * self.vae.config.scaling_factor
+            return x, torch.zeros_like(x)
+        dist = self.vae.encode(x.to(self.vae.dtype)).latent_dist
+        sf = self.vae.config.scaling_factor
+        return dist.mode().to(self.dtype) * sf, dist.std.to(self.dtype) * sf
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [0, 1] -> latents [N, C, h, w] (posterior mode x scaling factor)."""
+        return self.posterior(images)[0]
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
@@ -194,7 +212,7 @@ class AVSyncDPipeline:
                  num_inference_steps: int = 50, scheduler: str | None = None, generator=None,
                  output_type: str = "pt", skip_unit_guidance: bool = True,
                  image_latents: torch.Tensor | None = None, progress: bool = True,
-                 init_strength: float = 1.0) -> AVSyncDOutput:
+                 init_strength: float = 1.0, conditioning: str = "exact") -> AVSyncDOutput:
         """Animate ``image`` [B, 3, H, W] in [0, 1] with ``audio_tokens`` [B, N, D].
 
         ``image_latents`` [B, C, h, w] replaces ``image`` when the first frame
@@ -212,15 +230,27 @@ class AVSyncDPipeline:
         schedule's last ``round(init_strength x num_inference_steps)`` steps (the img2img / SDEdit
         start, a frame-1 noise prior as in image-to-video samplers).  1.0, the
         paper's sampler, starts from pure noise.
+
+        ``conditioning`` (:data:`CONDITIONING_MODES`): "reference" quantises ``image`` to
+        uint8 by truncation, encodes it to a *sample* of the VAE posterior (eps drawn from each
+        clip's generator after its frame noise) and decodes frame 1 from that latent, as the
+        authors' pipeline does; "exact" encodes the float image to the posterior mode.  Frame
+        1's latent is held fixed either way.  ``scheduler="pndm-reference"`` writes each step
+        back into a view of the latents, as the authors' loop does (PNDM's second warm-up step
+        then reads the updated latents).
         """
+        if conditioning not in CONDITIONING_MODES:
+            raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, got {conditioning!r}")
         if output_type not in ("pt", "latent"):
             raise ValueError(f"output_type must be 'pt' or 'latent', got {output_type!r}")
         if (image is None) == (image_latents is None):
             raise ValueError("give exactly one of image [B, 3, H, W] and image_latents [B, C, h, w]")
         b = image.shape[0] if image is not None else image_latents.shape[0]
         f = int(num_frames or self.unet.config.num_frames)
-        sched = make_scheduler(scheduler) if scheduler else type(self.scheduler).from_config(self.scheduler.config)
+        sampler = scheduler.lower() if scheduler else self.sampler
+        sched = make_scheduler(sampler) if sampler else type(self.scheduler).from_config(self.scheduler.config)
         _check_epsilon(sched)
+        write_back = sampler == "pndm-reference"
         dev, dtype = self.device, self.dtype
 
         if text_embeddings is None:
@@ -259,10 +289,20 @@ class AVSyncDPipeline:
         batch_audio = torch.cat([p[0] for p in passes]) if use_audio else None
         batch_text = torch.cat([p[1] for p in passes])
 
-        first = self.encode_images(image) if image is not None else image_latents.to(dev, dtype)  # [B, C, h, w]
         gens = _generators(generator, b)
+        if image_latents is not None:
+            first, std = image_latents.to(dev, dtype), None  # [B, C, h, w]
+        elif conditioning == "reference":
+            # the authors' pipeline goes through PIL: (255 x).byte() truncates
+            first, std = self.posterior(torch.floor(image.float().clamp(0, 1) * 255.0) / 255.0)
+        else:
+            first, std = self.encode_images(image), None
         noise = torch.stack([torch.randn((f - 1, *first.shape[1:]), generator=g, device=g.device,
                                          dtype=torch.float32) for g in gens]).to(dev, dtype)
+        if std is not None:  # a posterior sample, its eps drawn after the clip's frame noise
+            eps = torch.stack([torch.randn(first.shape[1:], generator=g, device=g.device, dtype=torch.float32)
+                               for g in gens]).to(dev, dtype)
+            first = first + std * eps
         if not 0.0 < init_strength <= 1.0:
             raise ValueError(f"init_strength must be in (0, 1], got {init_strength}")
         sched.set_timesteps(num_inference_steps, device=dev)
@@ -279,7 +319,6 @@ class AVSyncDPipeline:
         else:
             latents = torch.cat([first[:, None], noise * sched.init_noise_sigma], dim=1)
         for t in tqdm(timesteps, desc="AVSyncD sampling", disable=not progress, leave=False):
-            latents[:, 0] = first  # frame 1 is the condition, never denoised
             model_in = sched.scale_model_input(latents, t)
             eps = self.unet(model_in.repeat(n_pass, 1, 1, 1, 1), t, batch_text, batch_audio).chunk(n_pass)
             if not guided:
@@ -293,9 +332,15 @@ class AVSyncDPipeline:
             else:
                 e_null, e_audio = eps
                 eps_hat = e_null + audio_guidance * (e_audio - e_null)
-            latents = sched.step(eps_hat, t, latents).prev_sample
-        latents[:, 0] = first
+            # frame 1 is the condition: only frames 2..F are stepped
+            if write_back:
+                latents[:, 1:] = sched.step(eps_hat[:, 1:], t, latents[:, 1:]).prev_sample
+            else:
+                latents = torch.cat([latents[:, :1], sched.step(eps_hat[:, 1:], t, latents[:, 1:].clone()).prev_sample],
+                                    dim=1)
         frames = None if output_type == "latent" else self.decode_latents(latents)
+        if frames is not None and conditioning == "exact" and image is not None:
+            frames[:, 0] = image.to(frames.device, frames.dtype).clamp(0, 1)
         return AVSyncDOutput(latents=latents, frames=frames)
 
 

@@ -1,22 +1,28 @@
 """Frame structure inside an inflated 2D UNet: the frame context, the
-first-frame temporal convolution and temporal self-attention.
+first-frame temporal convolution, clip-wise GroupNorm and the frame-index
+embedding of the temporal attention.
 
 The inflated UNet keeps the 2D model's tensors, laid out [B*F, C, H, W]
 (frame-major within each clip).  Modules that mix frames need F, and the
 diffusers blocks do not pass it down, so :class:`AVSyncDUNet` binds a
 :class:`FrameContext` on a :class:`FrameContextHolder` shared by every
 injected module for the duration of one forward.
+
+Tensor names follow the authors' released checkpoints (docs/avsyncd.md,
+"Released checkpoints"): ``conv_temp`` is a Linear [C, 3C] over the
+concatenated [first | previous | current] frame features, so a released
+state dict loads without renaming.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from diffusers.models.attention_processor import Attention
+import torch.nn.functional as F
+from diffusers.models.embeddings import get_timestep_embedding
 
 
 @dataclass
@@ -62,24 +68,19 @@ def split_frames(x: torch.Tensor, num_frames: int, who: str) -> torch.Tensor:
 class FirstFrameTemporalConv2d(nn.Conv2d):
     """Per-frame 2D conv, plus a zero-initialised mix of [first, previous, current] frames.
 
-    y_k = conv(x_k);  out_k = y_k + W [y_1; y_{k-1}; y_k] + b, with W, b zero at
-    initialisation (frame 1's previous frame is itself).  The mix is a 1x1 conv
-    over the concatenated features, i.e. a temporal kernel of 3 taps whose
-    taps are the first, previous and current frame.
+    y_k = conv(x_k);  out_k = y_k + W [y_1; y_{k-1}; y_k] + b, with W [C, 3C] and b
+    zero at initialisation (frame 1's previous frame is itself).  ``conv_temp`` is
+    a Linear over channels, applied at every pixel (as a 1x1 convolution).
 
     Subclasses nn.Conv2d and shares the pretrained weight/bias, so the 2D
     model's state-dict keys (``...conv1.weight``) are unchanged and the new
-    weights live under ``...conv1.temporal_mix``.
+    weights live under ``...conv1.conv_temp``.
     """
 
     def __init__(self, *args, holder: FrameContextHolder | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.holder = holder if holder is not None else FrameContextHolder()
-        c = self.out_channels
-        self.temporal_mix = nn.Conv2d(3 * c, c, kernel_size=1,
-                                      device=self.weight.device, dtype=self.weight.dtype)
-        nn.init.zeros_(self.temporal_mix.weight)
-        nn.init.zeros_(self.temporal_mix.bias)
+        self.conv_temp = _zero_linear(3 * self.out_channels, self.out_channels, self.weight)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, holder: FrameContextHolder) -> "FirstFrameTemporalConv2d":
@@ -91,11 +92,7 @@ class FirstFrameTemporalConv2d(nn.Conv2d):
                   device="meta")
         new.weight = conv.weight
         new.bias = conv.bias
-        c = conv.out_channels
-        new.temporal_mix = nn.Conv2d(3 * c, c, kernel_size=1, device=conv.weight.device,
-                                     dtype=conv.weight.dtype)
-        nn.init.zeros_(new.temporal_mix.weight)
-        nn.init.zeros_(new.temporal_mix.bias)
+        new.conv_temp = _zero_linear(3 * conv.out_channels, conv.out_channels, conv.weight)
         new.train(conv.training)
         return new
 
@@ -106,40 +103,56 @@ class FirstFrameTemporalConv2d(nn.Conv2d):
         first = y5[:, :1].expand_as(y5)
         prev = torch.cat([y5[:, :1], y5[:, :-1]], dim=1)
         stacked = torch.cat([first, prev, y5], dim=2).reshape(y.shape[0], 3 * y.shape[1], *y.shape[2:])
-        return y + self.temporal_mix(stacked)
+        w = self.conv_temp.weight
+        return y + F.conv2d(stacked, w.view(*w.shape, 1, 1), self.conv_temp.bias)
 
 
-def sinusoidal_frame_embedding(num_frames: int, dim: int, device=None) -> torch.Tensor:
-    """[F, dim] float32 sin/cos embedding of frame indices 0..F-1 (transformer convention)."""
-    if dim % 2:
-        raise ValueError(f"sinusoidal_frame_embedding: dim must be even, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=device) / half)
-    angles = torch.arange(num_frames, dtype=torch.float32, device=device)[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
+def _zero_linear(n_in: int, n_out: int, like: torch.Tensor) -> nn.Linear:
+    lin = nn.Linear(n_in, n_out, device=like.device, dtype=like.dtype)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
 
 
-class TemporalSelfAttention(nn.Module):
-    """Self-attention across frames at every spatial position, residual, output zero-initialised.
+class ClipGroupNorm(nn.GroupNorm):
+    """GroupNorm whose statistics cover all frames of a clip, not each frame alone.
 
-    The frame index enters as a sinusoidal embedding through a learned
-    projection (Linear-SiLU-Linear), added to the normalised features.
+    The released AVSyncD normalises its ResNet features and ``conv_norm_out`` as
+    [B, C, F, H, W] tensors, so each group's mean and variance run over
+    (C/G, F, H, W).  Same parameters (and state-dict keys) as the 2D GroupNorm
+    it replaces; for a clip whose frames are identical the two agree.
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.frame_pos_proj = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.attn = Attention(query_dim=dim, heads=heads, dim_head=dim_head, bias=False, out_bias=True)
-        nn.init.zeros_(self.attn.to_out[0].weight)
-        nn.init.zeros_(self.attn.to_out[0].bias)
+    def __init__(self, *args, holder: FrameContextHolder | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.holder = holder if holder is not None else FrameContextHolder()
 
-    def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-        bf, n, c = hidden_states.shape
-        x = self.norm(hidden_states)
-        x = split_frames(x, num_frames, "TemporalSelfAttention").permute(0, 2, 1, 3)  # [B, N, F, C]
-        pos = sinusoidal_frame_embedding(num_frames, c, device=x.device)
-        x = x + self.frame_pos_proj(pos.to(x.dtype))
-        out = self.attn(x.reshape(-1, num_frames, c))  # [B*N, F, C]
-        out = out.view(bf // num_frames, n, num_frames, c).permute(0, 2, 1, 3).reshape(bf, n, c)
-        return hidden_states + out
+    @classmethod
+    def from_group_norm(cls, norm: nn.GroupNorm, holder: FrameContextHolder) -> "ClipGroupNorm":
+        if type(norm) is not nn.GroupNorm:
+            raise TypeError(f"ClipGroupNorm.from_group_norm expects nn.GroupNorm, got {type(norm).__name__}")
+        new = cls(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine, holder=holder,
+                  device="meta")
+        new.weight, new.bias = norm.weight, norm.bias
+        new.train(norm.training)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.holder.require("ClipGroupNorm").num_frames
+        x5 = split_frames(x, f, "ClipGroupNorm")  # [B, F, C, H, W]
+        clip = x5.transpose(1, 2)  # [B, C, F, H, W]: group_norm reduces over everything after C
+        out = F.group_norm(clip, self.num_groups, self.weight, self.bias, self.eps)
+        return out.transpose(1, 2).reshape(x.shape)
+
+
+def frame_index_embedding(num_frames: int, dim: int, device=None) -> torch.Tensor:
+    """[F, dim] float32 sinusoidal embedding of frame indices 0..F-1, laid out [cos | sin].
+
+    Frequencies exp(-ln(10000) i / (dim / 2)), i < dim / 2: diffusers' timestep
+    embedding with flip_sin_to_cos=True and no frequency shift, which is what the
+    released temporal attention feeds its ``pos_embedding_temp`` MLP.
+    """
+    if dim % 2:
+        raise ValueError(f"frame_index_embedding: dim must be even, got {dim}")
+    idx = torch.arange(num_frames, device=device)
+    return get_timestep_embedding(idx, dim, flip_sin_to_cos=True, downscale_freq_shift=0).float()

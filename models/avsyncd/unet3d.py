@@ -27,15 +27,22 @@ import torch.nn as nn
 import torch.utils.checkpoint
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.upsampling import Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
-from .attention import AudioCrossAttention, AVSyncDTransformerBlock
+from .attention import AVSyncDTransformerBlock
 from .audio_tokens import AudioTokenGeometry, check_audio_tokens, gather_frame_tokens
-from .temporal import FirstFrameTemporalConv2d, FrameContext, FrameContextHolder, TemporalSelfAttention
+from .temporal import ClipGroupNorm, FirstFrameTemporalConv2d, FrameContext, FrameContextHolder
 
 TRAINABLE_WEIGHTS_FILE = "avsyncd_trainable.safetensors"
 CONFIG_FILE = "avsyncd_config.json"
+#: The network layout of the inflated model; bumped when a change makes older trainable
+#: checkpoints compute another function (1: per-frame GroupNorm, before the released layout).
+ARCHITECTURE = "released-v2"
+#: Sub-module names of the new (trainable) tensors, as in the released checkpoints.
+TRAINABLE_MODULES = ("conv_temp", "norm_audio", "attn_audio", "pos_embedding_temp", "norm_temp", "attn_temp")
 
 #: UNet2DConditionModel config keys that decide the shapes of the inflated model.
 STRUCTURAL_UNET_KEYS = (
@@ -56,16 +63,18 @@ class AVSyncDConfig:
     audio: AudioTokenGeometry | None = field(default_factory=AudioTokenGeometry)  # None: no audio path (I2VD)
     num_frames: int = 12  # default clip length; any F works at run time
     base_unet: dict = field(default_factory=dict)  # STRUCTURAL_UNET_KEYS of the 2D model
+    architecture: str = ARCHITECTURE
 
     def to_dict(self) -> dict:
         return {"audio": None if self.audio is None else self.audio.to_dict(),
-                "num_frames": self.num_frames,
+                "num_frames": self.num_frames, "architecture": self.architecture,
                 "base_unet": {k: _jsonable(v) for k, v in self.base_unet.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AVSyncDConfig":
         audio = None if d.get("audio") is None else AudioTokenGeometry.from_dict(d["audio"])
-        return cls(audio=audio, num_frames=int(d["num_frames"]), base_unet=dict(d.get("base_unet", {})))
+        return cls(audio=audio, num_frames=int(d["num_frames"]), base_unet=dict(d.get("base_unet", {})),
+                   architecture=str(d.get("architecture", "released-v1 (per-frame GroupNorm)")))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -131,14 +140,29 @@ class AVSyncDUNet(nn.Module):
     def _inflate(self) -> None:
         unet, holder = self.unet, self.holder
         unet.requires_grad_(False)
-        unet.conv_in = FirstFrameTemporalConv2d.from_conv(unet.conv_in, holder)
-        unet.conv_out = FirstFrameTemporalConv2d.from_conv(unet.conv_out, holder)
+        temporal = lambda conv: FirstFrameTemporalConv2d.from_conv(conv, holder)  # noqa: E731
+        unet.conv_in = temporal(unet.conv_in)
+        unet.conv_out = temporal(unet.conv_out)
+        if unet.conv_norm_out is not None:
+            unet.conv_norm_out = ClipGroupNorm.from_group_norm(unet.conv_norm_out, holder)
         audio_dim = None if self.config.audio is None else self.config.audio.dim
         n_blocks = 0
         for module in list(unet.modules()):
             if isinstance(module, ResnetBlock2D):
-                module.conv1 = FirstFrameTemporalConv2d.from_conv(module.conv1, holder)
-                module.conv2 = FirstFrameTemporalConv2d.from_conv(module.conv2, holder)
+                if module.upsample is not None or module.downsample is not None:
+                    raise ValueError("AVSyncD inflates Stable-Diffusion-style ResNets; this one resamples "
+                                     "inside the block (resnet_time_scale_shift / ResnetDownsampleBlock2D)")
+                module.norm1 = ClipGroupNorm.from_group_norm(module.norm1, holder)
+                module.norm2 = ClipGroupNorm.from_group_norm(module.norm2, holder)
+                module.conv1 = temporal(module.conv1)
+                module.conv2 = temporal(module.conv2)
+                if module.conv_shortcut is not None:
+                    module.conv_shortcut = temporal(module.conv_shortcut)
+            elif isinstance(module, (Downsample2D, Upsample2D)) and module.conv is not None:
+                new = temporal(module.conv)
+                if getattr(module, "Conv2d_0", None) is module.conv:  # diffusers' alias (name="conv")
+                    module.Conv2d_0 = new
+                module.conv = new
             elif isinstance(module, Transformer2DModel):
                 for i, block in enumerate(module.transformer_blocks):
                     module.transformer_blocks[i] = AVSyncDTransformerBlock(block, audio_dim, holder)
@@ -149,7 +173,7 @@ class AVSyncDUNet(nn.Module):
         self.num_transformer_blocks = n_blocks
         prefixes = []
         for name, m in self.named_modules():
-            if name.endswith(".temporal_mix") or isinstance(m, (AudioCrossAttention, TemporalSelfAttention)):
+            if name.rsplit(".", 1)[-1] in TRAINABLE_MODULES:
                 m.requires_grad_(True)
                 prefixes.append(name + ".")
         self._trainable_prefixes = tuple(prefixes)
@@ -251,6 +275,12 @@ class AVSyncDUNet(nn.Module):
 
         folder = Path(folder)
         saved = _read_config(folder)
+        arch = saved.get("architecture", "released-v1 (per-frame GroupNorm)")
+        if arch != self.config.architecture:
+            raise ValueError(
+                f"{folder / CONFIG_FILE}: trained with AVSyncD architecture {arch!r}; this version builds "
+                f"{self.config.architecture!r} (docs/avsyncd.md, 'Architecture'), which computes another "
+                "function, so the weights cannot be reused: retrain with `asva-bench train avsyncd|i2vd`")
         diffs = config_differences(saved, self.config.to_dict())
         if diffs:
             lines = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, a, b in diffs)
