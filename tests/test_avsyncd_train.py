@@ -335,6 +335,10 @@ def test_model_args_and_missing_checkpoints(world, tmp_path):
     assert parse_model_args(get_adapter_class("avsyncd"), ["eta=8", "steps=25"]) == {"eta": 8, "steps": 25}
     with pytest.raises(AdapterError, match="scheduler must be one of pndm-reference, pndm, ddim, got 'euler'"):
         AVSyncD(scheduler="euler")
+    with pytest.raises(AdapterError, match="conditioning must be one of reference, exact, got 'pasted'"):
+        AVSyncD(conditioning="pasted")
+    with pytest.raises(AdapterError, match="strength 0.5 < 1 needs scheduler=ddim"):
+        AVSyncD(strength=0.5, scheduler="pndm-reference")
     with pytest.raises(AdapterError, match=r"missing avsyncd_config\.json, avsyncd_trainable\.safetensors.*"
                                            "asva-bench train avsyncd"):
         AVSyncD(checkpoint=str(tmp_path)).setup(MINI)
