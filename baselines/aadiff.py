@@ -2,7 +2,7 @@
 
 A training-free re-implementation of Lee et al., "AADiff: Audio-Aligned
 Video Synthesis with Text-to-Image Diffusion" (CVPR 2023 workshop on AI for
-Content Creation), as the ASVA paper uses it (PROTOCOL.md section 6): the
+Content Creation), as the ASVA paper uses it (docs/avsyncd.md, baselines): the
 text-image cross-attention of the sound source's text tokens is re-weighted
 per frame by the audio's amplitude, run from the input image.
 

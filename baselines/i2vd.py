@@ -1,4 +1,4 @@
-"""I2VD: AVSyncD's architecture and training without the audio path (image + text), PROTOCOL.md section 6.
+"""I2VD: AVSyncD's architecture and training without the audio path (image + text), docs/avsyncd.md.
 
 Same frozen base, inflation, training recipe and sampler as AVSyncD (see
 asva_bench.models.avsyncd.adapter); the checkpoint comes from

@@ -56,7 +56,7 @@ class AudioTokenGeometry:
     # Patch stem along the time axis, in mel frames.
     patch_kernel: int = 16
     patch_stride: int = 10
-    # Mel framing (PROTOCOL.md section 2).
+    # Mel framing (docs/protocol.md, the mel spectrogram).
     mel_hop_s: float = 0.010
     mel_window_s: float = 0.025
     clip_seconds: float = 2.0

@@ -143,7 +143,7 @@ class FrozenParts:
         return normalise_audio_tokens(self.audio_encoder.audio_tokens(mel).float())
 
     def null_tokens(self) -> torch.Tensor:
-        """[1, N, D]: the encoder's tokens for an all-zero normalised mel (PROTOCOL.md section 5)."""
+        """[1, N, D]: the encoder's tokens for an all-zero normalised mel (docs/avsyncd.md)."""
         if self._null is None:
             self._null = null_audio_tokens(self.audio_tokens)
         return self._null

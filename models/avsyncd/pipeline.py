@@ -4,7 +4,7 @@ Kept apart from the network (unet3d.py): the model predicts epsilon for a
 [B, F, C, H, W] latent clip; this module decides which latents are noised,
 how guidance combines the passes, and how frames map to and from latents.
 
-* Noise schedule (PROTOCOL.md section 5): DDPM, 1000 steps, scaled-linear
+* Noise schedule (docs/avsyncd.md): DDPM, 1000 steps, scaled-linear
   betas 0.00085-0.012, epsilon prediction (Stable Diffusion 1.5's).
 * Frame 1 is the conditioning image: clean in training (loss on frames
   2..F only) and re-inserted clean before every denoising step.

@@ -1,15 +1,19 @@
 """AVSyncD's video UNet: a diffusers UNet2DConditionModel inflated in place.
 
-Inflation (PROTOCOL.md section 5):
-* conv_in, conv_out and every ResnetBlock2D's conv1/conv2 become
-  :class:`FirstFrameTemporalConv2d` (per-frame conv + zero-initialised mix of
-  [first, previous, current] frame features).  Shortcut 1x1 convs and the
-  down/up-samplers stay per-frame 2D convs.
+Inflation (the authors' released architecture, docs/avsyncd.md "Architecture"):
+* conv_in, conv_out, every ResnetBlock2D's conv1 / conv2 / conv_shortcut and
+  every down- and up-sampler conv become :class:`FirstFrameTemporalConv2d`
+  (per-frame conv + zero-initialised mix ``conv_temp`` of [first, previous,
+  current] frame features).
+* every ResnetBlock2D's norm1 / norm2 and conv_norm_out become
+  :class:`ClipGroupNorm` (statistics over all frames of a clip); the
+  transformers' own GroupNorm stays per frame.
 * every BasicTransformerBlock becomes :class:`AVSyncDTransformerBlock`
   (first-frame attention, audio cross-attention, text cross-attention,
   temporal attention, feed-forward).
-* everything pretrained is frozen; only ``temporal_mix``, ``audio_attn`` and
-  ``temporal_attn`` train.
+* everything pretrained is frozen; only the new tensors (``conv_temp``,
+  ``*_audio``, ``*_temp``) train.  The inner UNet's state dict then has
+  exactly the key names of the released checkpoints (``released.py``).
 
 The diffusers forward (timestep embedding, skip connections...) runs as is on
 [B*F, C, H, W]; :class:`AVSyncDUNet` reshapes, repeats the per-clip
