@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Train AVSyncD-mini and I2VD-mini on the lent GPU, right after benchmarks/gpu_train_mini.sh
-# on the same machine (it reuses that script's work folder: python, synth, frame cache, mini base).
+# on the same machine (it reuses that script's work folder: python, synth, clip cache, mini base).
 #
 #   OUT=/where/results/go bash benchmarks/gpu_train_avsyncd.sh --minutes 3
 #
 # Run from the repository root.  Stages:
 #   0  python: the install gpu_train_mini.sh made in $WORK/site (rebuilt from this checkout when it
-#      lacks asva_bench.models.avsyncd.train); checks the base bundle, frame cache, audio encoder.
+#      lacks asva_bench.models.avsyncd.train); checks the base bundle, clip cache, audio encoder.
 #      On a fresh machine (no synth in $WORK): runs `gpu_train_mini.sh --stages synth,cache` first,
 #      and unpacks the base from --base-tar (the mini_base.tar.gz an earlier call returned)
 #   1  training: AVSyncD-mini and I2VD-mini, both at once on the one GPU (tiny models are
 #      launch-bound, so two processes share the GPU at almost no cost to each; --sequential to
 #      run them one after the other), --minutes / --i2vd-minutes of training each, from
-#      $WORK/train/mini_base/mini_base and the frame cache $WORK/data/frames
+#      $WORK/train/mini_base/mini_base and the clip cache $WORK/data/frames
 #   2  preview: 6 synth test clips (one per class), rows = ground truth, AVSyncD eta 4,
 #      AVSyncD eta 4 with the audio 0.5 s later, I2VD -> preview.png; the last audio probe of
 #      the loss log (shift_gain > 0: the model uses the audio's timing)
@@ -85,7 +85,7 @@ stamp() { echo "[$(date +%H:%M:%S) +$((SECONDS))s] $*"; }
 # ---------------------------------------------------------------- 0 python and inputs
 stamp "stage 0: python ($PY), inputs"
 if [ ! -f "$SYNTH/synth.json" ] || [ ! -d "$FRAMES" ]; then
-  stamp "no synth / frame cache in $WORK (a fresh machine): gpu_train_mini.sh --stages synth,cache"
+  stamp "no synth / clip cache in $WORK (a fresh machine): gpu_train_mini.sh --stages synth,cache"
   (cd "$REPO" && bash benchmarks/gpu_train_mini.sh --stages synth,cache --work "$WORK" --out "$OUTDIR" \
       --python "$PY" --device "$DEVICE" ${WORKERS:+--workers "$WORKERS"} ${VPC:+--videos-per-class "$VPC"})
 fi

@@ -8,14 +8,14 @@
 #      installed into $WORK/site; asva-bench is built from a copy of this
 #      checkout into the same folder (no dependencies pulled, torch untouched)
 #   1  synth dataset            $WORK/data/synth      (--workers processes)
-#   2  frame cache (train, mini protocol 64x64, 12 fps)  $WORK/data/frames
+#   2  clip cache (train, mini protocol 64x64; packed on 12 fps when training)  $WORK/data/frames
 #   3  mini base training for --minutes (bf16 autocast on CUDA) -> bundle
 #   -- HOOK: later stages (AVSyncD-mini, I2VD-mini ...) go before "pack" and
 #      add their files to PACK_FILES / $OUT
 #   4  pack: what comes back through the device tool's limits (<= 8 files,
 #      < 16 MiB each, <= 2 folders deep) into $OUT:
 #        mini_base.tar.gz     the bundle (models/avsyncd/weights/mini_base layout)
-#                             + loss.jsonl + trainer.json + samples.png
+#                             + loss_log.jsonl + trainer.json + samples.png
 #        train_base.json      the training summary (one JSON object)
 #        samples_base.png     sample grid, one row per class
 #        env.json             python / torch / GPU facts
@@ -117,11 +117,12 @@ if has_stage synth; then
   fi
 fi
 
-# ---------------------------------------------------------------- 2 frame cache
+# ---------------------------------------------------------------- 2 clip cache
 FRAMES="$WORK/data/frames"
 if has_stage cache; then
-  stamp "stage 2: frame cache in $FRAMES"
-  "$PY" -m asva_bench.models.avsyncd.frame_cache --root "$SYNTH" --cache-dir "$FRAMES" --workers "$WORKERS" --json
+  stamp "stage 2: clip cache in $FRAMES"
+  "$PY" -m asva_bench.training.clip_cache --root "$SYNTH" --cache-dir "$FRAMES" --workers "$WORKERS" --pack-fps 12 \
+      --no-progress --json
 fi
 
 # ---------------------------------------------------------------- 3 mini base
@@ -133,7 +134,7 @@ if has_stage base; then
       --warmup-steps "$WARMUP" --checkpoint-every 2000 --log-every 100 --samples-per-class 8 --sample-steps 50 \
       --workers "$WORKERS" $BF16 ${THREADS:+--threads "$THREADS"} --no-progress --json > "$OUTDIR/train_base.json"
   cat "$OUTDIR/train_base.json"; echo
-  tail -n 3 "$BASE_RUN/loss.jsonl"
+  tail -n 3 "$BASE_RUN/loss_log.jsonl"
 fi
 
 # ---------------------------------------------------------------- HOOK: later stages
@@ -144,7 +145,7 @@ fi
 stamp "stage 4: packing into $OUTDIR"
 if [ -d "$BASE_RUN/mini_base" ]; then
   cp "$BASE_RUN/samples.png" "$OUTDIR/samples_base.png" 2>/dev/null || true
-  tar -czf "$OUTDIR/mini_base.tar.gz" -C "$BASE_RUN" mini_base loss.jsonl checkpoint/trainer.json \
+  tar -czf "$OUTDIR/mini_base.tar.gz" -C "$BASE_RUN" mini_base loss_log.jsonl checkpoint/trainer.json \
       $( [ -f "$BASE_RUN/samples.png" ] && echo samples.png )
 fi
 ls -la "$OUTDIR"
