@@ -30,6 +30,8 @@
 # A CPU dry run:  OUT=/tmp/o bash benchmarks/gpu_train_mini.sh --device cpu --minutes 1 \
 #                   --videos-per-class 2 --batch-size 8 --threads 1 --work /tmp/asva_dry
 set -euo pipefail
+NAME=gpu_train_mini.sh
+. "$(dirname "$0")/gpu_common.sh"
 
 MINUTES=5; STEPS=""; BATCH=256; LR=1e-3; WARMUP=500; DEVICE=cuda; WORKERS=""; VPC=100
 WORK=/tmp/asva_gpu; OUTDIR="${OUT:-}"; PY=python3; WHEELS=.whl; BF16=""; STAGES="synth,cache,base"; THREADS=""
@@ -50,16 +52,12 @@ while [ $# -gt 0 ]; do
     --no-bf16) BF16="--no-bf16"; shift;;
     --threads) THREADS=$2; shift 2;;
     --stages) STAGES=$2; shift 2;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0;;
-    *) echo "gpu_train_mini.sh: unknown option $1 (see --help)" >&2; exit 2;;
+    *) help_or_unknown_option "$1" '2,36';;
   esac
 done
-[ -n "$OUTDIR" ] || { echo "gpu_train_mini.sh: set OUT or pass --out DIR" >&2; exit 2; }
-[ -f pyproject.toml ] && [ -d models/avsyncd ] || { echo "gpu_train_mini.sh: run from the asva-bench repository root" >&2; exit 2; }
-REPO=$(pwd)
+check_setup
 WORKERS=${WORKERS:-$(nproc)}
-mkdir -p "$OUTDIR" "$WORK/data"
-OUTDIR=$(cd "$OUTDIR" && pwd); WORK=$(cd "$WORK" && pwd)
+mkdir -p "$WORK/data"
 exec > >(tee -a "$OUTDIR/gpu_train_mini.log") 2>&1
 export PYTHONUNBUFFERED=1
 has_stage() { case ",$STAGES," in *",$1,"*) return 0;; *) return 1;; esac; }
@@ -87,13 +85,7 @@ if [ -n "$missing" ]; then
     exit 3
   fi
 fi
-if ! "$PY" -c "import asva_bench.models.avsyncd.train_base" 2>/dev/null; then
-  stamp "building asva-bench from the checkout into $SITE"
-  rm -rf "$WORK/src"; mkdir -p "$WORK/src"
-  (cd "$REPO" && tar --exclude=./.git --exclude=./.whl --exclude=./.gl -cf - .) | tar -xf - -C "$WORK/src"
-  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" "$WORK/src"
-fi
+install_checkout "asva_bench.models.avsyncd.train_base"
 "$PY" - "$OUTDIR/env.json" "$DEVICE" <<'EOF'
 import json, platform, sys, torch, diffusers, asva_bench.models.avsyncd.train_base as tb
 dev = sys.argv[2]

@@ -533,10 +533,11 @@ class PackedClips:
         return torch.where(coins, x.flip(-1), x)
 
     def sample_clips(self, batch_size: int, generator: torch.Generator | None = None, flip: bool = True,
-                     num_frames: int | None = None) -> ClipBatch:
+                     num_frames: int | None = None, device=None) -> ClipBatch:
         """Random clips: uniform video, uniform start on the grid, random horizontal flip.
 
         Draws from ``generator`` (CPU) in this order: videos, start fractions, flip coins.
+        ``device``: where the frames go (gathered as uint8 here, converted there); default the cache's.
         """
         f = int(num_frames or self.protocol.num_frames)
         if f > self.protocol.num_frames:
@@ -546,11 +547,11 @@ class PackedClips:
         starts = (torch.rand(batch_size, generator=generator, dtype=torch.float64)
                   * self.num_starts[videos]).long()
         fi, ai = self.indices(videos, starts, f)
-        frames = self.frames[fi.to(self.device)].float() / 255.0  # [B, F, 3, H, W]
+        frames = self.frames[fi.to(self.device)].to(device or self.device).float() / 255.0  # [B, F, 3, H, W]
         audio = self.audio[ai.to(self.device)].float() / PCM_SCALE
         frames = self._flip(frames, batch_size, generator, flip)
         labels = self.labels[videos]
-        return ClipBatch(frames, audio, [self.class_texts[i] for i in labels.tolist()], labels.to(self.device),
+        return ClipBatch(frames, audio, [self.class_texts[i] for i in labels.tolist()], labels.to(frames.device),
                          self.protocol, videos, starts)
 
     def sample_frames(self, batch_size: int, generator: torch.Generator | None = None,

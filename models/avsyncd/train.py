@@ -259,8 +259,8 @@ class ClipSource:
 
     def draw(self, batch_size: int, generator: torch.Generator, flip: bool = True):
         """(frames [B, F, 3, H, W] float in [0, 1] on device, labels [B], videos [B], starts [B])."""
-        b = self.cache.sample_clips(batch_size, generator, flip, self.num_frames)
-        return b.frames.to(self.device), b.labels, b.videos, b.starts
+        b = self.cache.sample_clips(batch_size, generator, flip, self.num_frames, device=self.device)
+        return b.frames, b.labels, b.videos, b.starts
 
 
 def mel_on(audio: torch.Tensor, protocol, device) -> torch.Tensor:
