@@ -14,7 +14,7 @@ from asva_bench.models.avsyncd import AudioTokenGeometry, AVSyncDPipeline, AVSyn
 from asva_bench.models.avsyncd.mini_base import (MiniBase, MiniBaseConfig, MiniTokenizer, PatchPCAAutoencoder,
                                                  build_unet, sample_images)
 from asva_bench.models.avsyncd.train_base import (add_train_base_command, train_base, validation_loss)
-from asva_bench.protocol import MINI
+from asva_bench.protocol import MINI, waveforms_to_mel
 from asva_bench.training.clip_cache import ClipCacheError, build_clip_cache, ensure_clip_cache
 
 
@@ -135,6 +135,21 @@ def test_packed_clips_random_batches(tiny_cache, tiny_dataset, tmp_path):
     files[0].write_bytes(b"not a safetensors file")
     with pytest.raises(ClipCacheError, match=f"{files[0].name}: unreadable cache file"):
         cache.pack(12.0)
+
+
+def test_one_cache_two_views_agree(tiny_dataset, tmp_path):
+    """The evaluators' per-video view and the diffusion trainers' packed view read the same files."""
+    cache = ensure_clip_cache("avsync15", root=tiny_dataset, split="test", cache_dir=tmp_path / "clips",
+                              progress=False)
+    packed = cache.pack(12.0)
+    for i in range(len(cache)):
+        v = cache.load(i)
+        for j in (0, 3, 9):  # j / 12 s lies on both the 1/12 s grid and the 10 ms mel hop grid
+            frames, audio = packed.clip(i, j)
+            assert torch.equal(frames, v.clip_frames_uint8(j / 12).permute(0, 3, 1, 2))
+            # the mel of the int16 PCM window vs the float track's: quantisation moves only the faintest bins
+            d = (waveforms_to_mel(audio.unsqueeze(0), MINI)[0] - v.clip_mel(j / 12)).abs()
+            assert float(d.max()) < 1e-2 and float(d.mean()) < 1e-4, (float(d.max()), float(d.mean()))
 
 
 def test_clip_cache_refuses_too_short_video(tmp_path):
