@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor
 
-from asva_bench.avio import MediaError, decode_protocol_clips
+from asva_bench.avio import decode_protocol_clips
 from asva_bench.datasets import VideoEntry, get_dataset
 from asva_bench.models.avsyncd import AudioTokenGeometry, AVSyncDPipeline, AVSyncDUNet, make_scheduler
 from asva_bench.models.avsyncd.mini_base import (MiniBase, MiniBaseConfig, MiniTokenizer, PatchPCAAutoencoder,
