@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Train AVSyncD-mini and I2VD-mini on the lent GPU, right after benchmarks/gpu_train_mini.sh
-# on the same machine (it reuses that script's work folder: python, synth, frame cache, mini base).
+# on the same machine (it reuses that script's work folder: python, synth, clip cache, mini base).
 #
 #   OUT=/where/results/go bash benchmarks/gpu_train_avsyncd.sh --minutes 3
 #
 # Run from the repository root.  Stages:
 #   0  python: the install gpu_train_mini.sh made in $WORK/site (rebuilt from this checkout when it
-#      lacks asva_bench.models.avsyncd.train); checks the base bundle, frame cache, audio encoder.
+#      lacks asva_bench.models.avsyncd.train); checks the base bundle, clip cache, audio encoder.
 #      On a fresh machine (no synth in $WORK): runs `gpu_train_mini.sh --stages synth,cache` first,
 #      and unpacks the base from --base-tar (the mini_base.tar.gz an earlier call returned)
 #   1  training: AVSyncD-mini and I2VD-mini, both at once on the one GPU (tiny models are
 #      launch-bound, so two processes share the GPU at almost no cost to each; --sequential to
 #      run them one after the other), --minutes / --i2vd-minutes of training each, from
-#      $WORK/train/mini_base/mini_base and the frame cache $WORK/data/frames
+#      $WORK/train/mini_base/mini_base and the clip cache $WORK/data/frames
 #   2  preview: 6 synth test clips (one per class), rows = ground truth, AVSyncD eta 4,
 #      AVSyncD eta 4 with the audio 0.5 s later, I2VD -> preview.png; the last audio probe of
 #      the loss log (shift_gain > 0: the model uses the audio's timing)
@@ -41,6 +41,8 @@
 #   OUT=/tmp/o2 bash benchmarks/gpu_train_avsyncd.sh --device cpu --steps 2 --batch-size 2 --sample-steps 1 \
 #       --work /tmp/asva_dry [--test-runs] [--audio-encoder FILE]
 set -euo pipefail
+NAME=gpu_train_avsyncd.sh
+. "$(dirname "$0")/gpu_common.sh"
 
 MINUTES=3; I2VD_MINUTES=""; STEPS=""; BATCH=128; LR=5e-4; DEVICE=cuda; SEQUENTIAL=""; TEST_RUNS=""
 SAMPLE_STEPS=""; BASE_TAR=""; WORKERS=""; VPC=""; ENCODER=""; WORK=/tmp/asva_gpu; OUTDIR="${OUT:-}"; PY=python3; BASE=""; FRAMES=""
@@ -64,18 +66,13 @@ while [ $# -gt 0 ]; do
     --base-tar) BASE_TAR=$2; shift 2;;
     --workers) WORKERS=$2; shift 2;;
     --videos-per-class) VPC=$2; shift 2;;
-    -h|--help) sed -n '2,45p' "$0"; exit 0;;
-    *) echo "gpu_train_avsyncd.sh: unknown option $1 (see --help)" >&2; exit 2;;
+    *) help_or_unknown_option "$1" '2,45';;
   esac
 done
-[ -n "$OUTDIR" ] || { echo "gpu_train_avsyncd.sh: set OUT or pass --out DIR" >&2; exit 2; }
-[ -f pyproject.toml ] && [ -d models/avsyncd ] || { echo "gpu_train_avsyncd.sh: run from the asva-bench repository root" >&2; exit 2; }
-REPO=$(pwd)
+check_setup
 I2VD_MINUTES=${I2VD_MINUTES:-$MINUTES}
 [ -n "$ENCODER" ] && ENCODER=$(cd "$(dirname "$ENCODER")" && pwd)/$(basename "$ENCODER")
 [ -n "$BASE_TAR" ] && BASE_TAR=$(cd "$(dirname "$BASE_TAR")" && pwd)/$(basename "$BASE_TAR")
-mkdir -p "$OUTDIR" "$WORK"
-OUTDIR=$(cd "$OUTDIR" && pwd); WORK=$(cd "$WORK" && pwd)
 BASE=${BASE:-$WORK/train/mini_base/mini_base}; FRAMES=${FRAMES:-$WORK/data/frames}
 SYNTH="$WORK/data/synth"; RUNS="$WORK/train/avsyncd"; PACK="$WORK/pack_avsyncd"
 exec > >(tee -a "$OUTDIR/gpu_train_avsyncd.log") 2>&1
@@ -85,7 +82,7 @@ stamp() { echo "[$(date +%H:%M:%S) +$((SECONDS))s] $*"; }
 # ---------------------------------------------------------------- 0 python and inputs
 stamp "stage 0: python ($PY), inputs"
 if [ ! -f "$SYNTH/synth.json" ] || [ ! -d "$FRAMES" ]; then
-  stamp "no synth / frame cache in $WORK (a fresh machine): gpu_train_mini.sh --stages synth,cache"
+  stamp "no synth / clip cache in $WORK (a fresh machine): gpu_train_mini.sh --stages synth,cache"
   (cd "$REPO" && bash benchmarks/gpu_train_mini.sh --stages synth,cache --work "$WORK" --out "$OUTDIR" \
       --python "$PY" --device "$DEVICE" ${WORKERS:+--workers "$WORKERS"} ${VPC:+--videos-per-class "$VPC"})
 fi
@@ -96,13 +93,7 @@ fi
 SITE="$WORK/site"
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 cd "$WORK"   # import the installed asva_bench (it maps asva_bench.models), never the checkout
-if ! "$PY" -c "import asva_bench.models.avsyncd.train, asva_bench.models.avsyncd.adapter" 2>/dev/null; then
-  stamp "installing asva-bench from the checkout into $SITE"
-  rm -rf "$WORK/src"; mkdir -p "$WORK/src"
-  (cd "$REPO" && tar --exclude=./.git --exclude=./.whl --exclude=./.gl -cf - .) | tar -xf - -C "$WORK/src"
-  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" "$WORK/src"
-fi
+install_checkout "asva_bench.models.avsyncd.train, asva_bench.models.avsyncd.adapter"
 [ -f "$BASE/mini_base.json" ] || { echo "gpu_train_avsyncd.sh: no mini base bundle at $BASE; run benchmarks/gpu_train_mini.sh first (same --work) or pass --base" >&2; exit 3; }
 [ -f "$SYNTH/synth.json" ] || { echo "gpu_train_avsyncd.sh: no synth build at $SYNTH; run benchmarks/gpu_train_mini.sh first (same --work)" >&2; exit 3; }
 "$PY" - "$DEVICE" "$ENCODER" <<'EOF'

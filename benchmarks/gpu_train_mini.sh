@@ -8,14 +8,14 @@
 #      installed into $WORK/site; asva-bench is built from a copy of this
 #      checkout into the same folder (no dependencies pulled, torch untouched)
 #   1  synth dataset            $WORK/data/synth      (--workers processes)
-#   2  frame cache (train, mini protocol 64x64, 12 fps)  $WORK/data/frames
+#   2  clip cache (train, mini protocol 64x64; packed on 12 fps when training)  $WORK/data/frames
 #   3  mini base training for --minutes (bf16 autocast on CUDA) -> bundle
 #   -- HOOK: later stages (AVSyncD-mini, I2VD-mini ...) go before "pack" and
 #      add their files to PACK_FILES / $OUT
 #   4  pack: what comes back through the device tool's limits (<= 8 files,
 #      < 16 MiB each, <= 2 folders deep) into $OUT:
 #        mini_base.tar.gz     the bundle (models/avsyncd/weights/mini_base layout)
-#                             + loss.jsonl + trainer.json + samples.png
+#                             + loss_log.jsonl + trainer.json + samples.png
 #        train_base.json      the training summary (one JSON object)
 #        samples_base.png     sample grid, one row per class
 #        env.json             python / torch / GPU facts
@@ -30,6 +30,8 @@
 # A CPU dry run:  OUT=/tmp/o bash benchmarks/gpu_train_mini.sh --device cpu --minutes 1 \
 #                   --videos-per-class 2 --batch-size 8 --threads 1 --work /tmp/asva_dry
 set -euo pipefail
+NAME=gpu_train_mini.sh
+. "$(dirname "$0")/gpu_common.sh"
 
 MINUTES=5; STEPS=""; BATCH=256; LR=1e-3; WARMUP=500; DEVICE=cuda; WORKERS=""; VPC=100
 WORK=/tmp/asva_gpu; OUTDIR="${OUT:-}"; PY=python3; WHEELS=.whl; BF16=""; STAGES="synth,cache,base"; THREADS=""
@@ -50,16 +52,12 @@ while [ $# -gt 0 ]; do
     --no-bf16) BF16="--no-bf16"; shift;;
     --threads) THREADS=$2; shift 2;;
     --stages) STAGES=$2; shift 2;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0;;
-    *) echo "gpu_train_mini.sh: unknown option $1 (see --help)" >&2; exit 2;;
+    *) help_or_unknown_option "$1" '2,36';;
   esac
 done
-[ -n "$OUTDIR" ] || { echo "gpu_train_mini.sh: set OUT or pass --out DIR" >&2; exit 2; }
-[ -f pyproject.toml ] && [ -d models/avsyncd ] || { echo "gpu_train_mini.sh: run from the asva-bench repository root" >&2; exit 2; }
-REPO=$(pwd)
+check_setup
 WORKERS=${WORKERS:-$(nproc)}
-mkdir -p "$OUTDIR" "$WORK/data"
-OUTDIR=$(cd "$OUTDIR" && pwd); WORK=$(cd "$WORK" && pwd)
+mkdir -p "$WORK/data"
 exec > >(tee -a "$OUTDIR/gpu_train_mini.log") 2>&1
 export PYTHONUNBUFFERED=1
 has_stage() { case ",$STAGES," in *",$1,"*) return 0;; *) return 1;; esac; }
@@ -87,13 +85,7 @@ if [ -n "$missing" ]; then
     exit 3
   fi
 fi
-if ! "$PY" -c "import asva_bench.models.avsyncd.train_base" 2>/dev/null; then
-  stamp "building asva-bench from the checkout into $SITE"
-  rm -rf "$WORK/src"; mkdir -p "$WORK/src"
-  (cd "$REPO" && tar --exclude=./.git --exclude=./.whl --exclude=./.gl -cf - .) | tar -xf - -C "$WORK/src"
-  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
-      --target "$SITE" "$WORK/src"
-fi
+install_checkout "asva_bench.models.avsyncd.train_base"
 "$PY" - "$OUTDIR/env.json" "$DEVICE" <<'EOF'
 import json, platform, sys, torch, diffusers, asva_bench.models.avsyncd.train_base as tb
 dev = sys.argv[2]
@@ -117,11 +109,12 @@ if has_stage synth; then
   fi
 fi
 
-# ---------------------------------------------------------------- 2 frame cache
+# ---------------------------------------------------------------- 2 clip cache
 FRAMES="$WORK/data/frames"
 if has_stage cache; then
-  stamp "stage 2: frame cache in $FRAMES"
-  "$PY" -m asva_bench.models.avsyncd.frame_cache --root "$SYNTH" --cache-dir "$FRAMES" --workers "$WORKERS" --json
+  stamp "stage 2: clip cache in $FRAMES"
+  "$PY" -m asva_bench.training.clip_cache --root "$SYNTH" --cache-dir "$FRAMES" --workers "$WORKERS" --pack-fps 12 \
+      --no-progress --json
 fi
 
 # ---------------------------------------------------------------- 3 mini base
@@ -133,7 +126,7 @@ if has_stage base; then
       --warmup-steps "$WARMUP" --checkpoint-every 2000 --log-every 100 --samples-per-class 8 --sample-steps 50 \
       --workers "$WORKERS" $BF16 ${THREADS:+--threads "$THREADS"} --no-progress --json > "$OUTDIR/train_base.json"
   cat "$OUTDIR/train_base.json"; echo
-  tail -n 3 "$BASE_RUN/loss.jsonl"
+  tail -n 3 "$BASE_RUN/loss_log.jsonl"
 fi
 
 # ---------------------------------------------------------------- HOOK: later stages
@@ -144,7 +137,7 @@ fi
 stamp "stage 4: packing into $OUTDIR"
 if [ -d "$BASE_RUN/mini_base" ]; then
   cp "$BASE_RUN/samples.png" "$OUTDIR/samples_base.png" 2>/dev/null || true
-  tar -czf "$OUTDIR/mini_base.tar.gz" -C "$BASE_RUN" mini_base loss.jsonl checkpoint/trainer.json \
+  tar -czf "$OUTDIR/mini_base.tar.gz" -C "$BASE_RUN" mini_base loss_log.jsonl checkpoint/trainer.json \
       $( [ -f "$BASE_RUN/samples.png" ] && echo samples.png )
 fi
 ls -la "$OUTDIR"

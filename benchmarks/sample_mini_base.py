@@ -52,15 +52,15 @@ def real_frames(cache, per_class: int, generator) -> dict[int, torch.Tensor]:
 
 
 def main(argv=None) -> int:
-    from asva_bench.models.avsyncd.frame_cache import ensure_frame_cache
+    from asva_bench.training.clip_cache import ensure_clip_cache
     from asva_bench.metrics.frechet import frechet_distance_from_features
     from asva_bench.models.avsyncd.mini_base import DEFAULT_WEIGHTS, MiniBase, sample_images
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=str(DEFAULT_WEIGHTS), help="mini base folder (default: shipped weights)")
     p.add_argument("--root", help="synth root (default: built / found by ensure_synth)")
-    p.add_argument("--cache-dir", help="frame cache folder")
-    p.add_argument("--workers", type=int, default=1, help="processes decoding the frame caches if missing")
+    p.add_argument("--cache-dir", help="clip cache root (default $ASVA_BENCH_HOME/cache/clips)")
+    p.add_argument("--workers", type=int, default=1, help="processes decoding the clip caches if missing")
     p.add_argument("--per-class", type=int, default=8)
     p.add_argument("--real-per-class", type=int, default=4, help="real frames shown per row")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
@@ -76,10 +76,10 @@ def main(argv=None) -> int:
     from asva_bench.avio import atomic_path, atomic_write_text
 
     base = MiniBase.load(args.bundle, device=args.device)
-    test = ensure_frame_cache("synth", root=args.root, split="test", cache_dir=args.cache_dir,
-                              workers=args.workers, progress=not args.json)
-    train = ensure_frame_cache("synth", root=args.root, split="train", cache_dir=args.cache_dir,
-                               workers=args.workers, progress=not args.json)
+    test = ensure_clip_cache("synth", root=args.root, split="test", cache_dir=args.cache_dir,
+                             workers=args.workers, progress=not args.json).pack()
+    train = ensure_clip_cache("synth", root=args.root, split="train", cache_dir=args.cache_dir,
+                              workers=args.workers, progress=not args.json).pack()
     texts = test.class_texts
     g = torch.Generator().manual_seed(args.seed)
     n_ref = max(args.per_class, args.real_per_class)

@@ -1,4 +1,4 @@
-"""AVSyncD / I2VD training, resume, adapters and `animate`, on a tiny base and a synthetic frame cache."""
+"""AVSyncD / I2VD training, resume, adapters and `animate`, on a tiny base and a synthetic packed clip cache."""
 
 import argparse
 import json
@@ -21,11 +21,11 @@ from asva_bench.models.avsyncd import make_scheduler, training_loss
 from asva_bench.models.avsyncd.adapter import AVSyncD
 from asva_bench.models.avsyncd.animate import AnimateWarning, add_animate_command, animate
 from asva_bench.models.avsyncd.components import ComponentError, check_identity, load_frozen_parts
-from asva_bench.models.avsyncd.frame_cache import PCM_SCALE, FrameCache
 from asva_bench.models.avsyncd.mini_base import MiniBase, MiniBaseConfig, PatchPCAAutoencoder
 from asva_bench.models.avsyncd.train import (CHECKPOINT_DIR, LOG_FILE, OPTIMIZER_FILE, TrainConfig, TrainingError,
                                              add_train_commands, diffusion_loss, motion_weights, train)
 from asva_bench.protocol import MINI, waveforms_to_mel
+from asva_bench.training.clip_cache import PCM_SCALE, PackedClips
 
 TEXTS = ["hammer strike", "dog bark"]  # synth class texts (animate guesses among them)
 CACHE_FPS = 12.0
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
 
 
 # --------------------------------------------------------------------------
-# Fixtures: a synthetic frame cache, a tiny base bundle, a tiny audio encoder
+# Fixtures: a synthetic packed clip cache, a tiny base bundle, a tiny audio encoder
 # --------------------------------------------------------------------------
 def synthetic_video(seed: int, label: int):
     """3 s: a coloured background; a white square shows for 0.25 s after each click of the audio."""
@@ -57,7 +57,7 @@ def synthetic_video(seed: int, label: int):
     return frames, (np.clip(audio, -1, 1) * PCM_SCALE).round().astype(np.int16)
 
 
-def make_cache(n_videos: int = 6) -> FrameCache:
+def make_cache(n_videos: int = 6) -> PackedClips:
     vids = [synthetic_video(s, s % 2) for s in range(n_videos)]
     frames = torch.from_numpy(np.concatenate([v[0] for v in vids]))
     audio = torch.from_numpy(np.concatenate([v[1] for v in vids]))
@@ -66,10 +66,10 @@ def make_cache(n_videos: int = 6) -> FrameCache:
     labels = torch.tensor([s % 2 for s in range(n_videos)])
     # starts j with (j / 12 + 2 s) inside 3 s: j = 0..12
     num_starts = torch.full((n_videos,), int(round((SECONDS - MINI.clip_seconds) * CACHE_FPS)) + 1)
-    meta = {"version": 1, "key": {}, "protocol": MINI.to_dict(), "fps": CACHE_FPS,
+    meta = {"key": {}, "protocol": MINI.to_dict(), "fps": CACHE_FPS,
             "classes": ["hammer_strike", "dog_bark"], "class_texts": TEXTS,
             "video_ids": [f"v{s}" for s in range(n_videos)]}
-    return FrameCache(frames, fo, audio, ao, labels, num_starts, meta)
+    return PackedClips(frames, fo, audio, ao, labels, num_starts, meta)
 
 
 TINY_BASE = MiniBaseConfig(patch_size=8, latent_channels=8, block_out_channels=(16, 16), layers_per_block=1,

@@ -1,4 +1,4 @@
-"""Mini base model (SD 1.5 stand-in): tokenizer, PCA latent codec, frame cache, training, bundle, inflation."""
+"""Mini base model (SD 1.5 stand-in): tokenizer, PCA latent codec, packed clip cache, training, bundle, inflation."""
 
 import copy
 import json
@@ -8,14 +8,14 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor
 
-from asva_bench.avio import MediaError, decode_protocol_clips
+from asva_bench.avio import decode_protocol_clips
 from asva_bench.datasets import VideoEntry, get_dataset
 from asva_bench.models.avsyncd import AudioTokenGeometry, AVSyncDPipeline, AVSyncDUNet, make_scheduler
-from asva_bench.models.avsyncd.frame_cache import (FrameCache, build_frame_cache, ensure_frame_cache)
 from asva_bench.models.avsyncd.mini_base import (MiniBase, MiniBaseConfig, MiniTokenizer, PatchPCAAutoencoder,
                                                  build_unet, sample_images)
 from asva_bench.models.avsyncd.train_base import (add_train_base_command, train_base, validation_loss)
-from asva_bench.protocol import MINI
+from asva_bench.protocol import MINI, waveforms_to_mel
+from asva_bench.training.clip_cache import ClipCacheError, build_clip_cache, ensure_clip_cache
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # conftest.py
@@ -72,15 +72,15 @@ def test_patch_pca_matches_numpy_svd_and_reconstructs_its_subspace():
 
 
 # --------------------------------------------------------------------------
-# Frame cache: golden against the protocol decoder
+# The clip cache packed on its 12 fps grid: golden against the protocol decoder
 # --------------------------------------------------------------------------
 @pytest.fixture
 def tiny_cache(tiny_dataset, tmp_path):
-    return ensure_frame_cache("avsync15", root=tiny_dataset, split="test", cache_dir=tmp_path / "frames",
-                              workers=1, progress=False)
+    return ensure_clip_cache("avsync15", root=tiny_dataset, split="test", cache_dir=tmp_path / "clips",
+                             workers=1, progress=False).pack(12.0)
 
 
-def test_frame_cache_clips_equal_protocol_decoding(tiny_cache, tiny_dataset):
+def test_packed_clips_equal_protocol_decoding(tiny_cache, tiny_dataset):
     c = tiny_cache
     manifest = get_dataset("avsync15").load(tiny_dataset)
     entries = manifest.split("test")
@@ -94,19 +94,26 @@ def test_frame_cache_clips_equal_protocol_decoding(tiny_cache, tiny_dataset):
         for j in (0, 7, int(c.num_starts[v]) - 1):
             frames, audio = c.clip(v, j)
             want = decode_protocol_clips(entries[v].path, MINI, starts=[j / 12])[0]
-            torch.testing.assert_close(frames, (want.frames * 255).round().to(torch.uint8), atol=1, rtol=0)
+            # uint8 spatial transform: within 1.5/255 of the protocol's float frames
+            assert float((frames.float() / 255 - want.frames).abs().max()) <= 1.5 / 255 + 1e-6
             torch.testing.assert_close(audio, want.audio, atol=3e-5, rtol=0)
     with pytest.raises(IndexError, match="valid starts"):
         c.clip(0, int(c.num_starts[0]))
 
 
-def test_frame_cache_random_batches(tiny_cache, tmp_path):
+def test_packed_clips_random_batches(tiny_cache, tiny_dataset, tmp_path):
     c = tiny_cache
     b = c.sample_clips(6, torch.Generator().manual_seed(0))
     assert b.frames.shape == (6, 12, 3, 64, 64) and b.audio.shape == (6, 32000)
     assert b.frames.dtype == torch.float32 and 0 <= float(b.frames.min()) and float(b.frames.max()) <= 1
     assert b.texts == [c.class_texts[i] for i in b.labels.tolist()]
     assert b.mel().shape == (6, 1, 128, 204)
+    # the draws name their clips: each item is exactly the clip (video, start) it reports, maybe mirrored
+    for i in range(6):
+        f, a = c.clip(int(b.videos[i]), int(b.starts[i]))
+        f = f.float() / 255.0
+        assert torch.equal(b.frames[i], f) or torch.equal(b.frames[i], f.flip(-1))
+        assert torch.equal(b.audio[i], a)
     # the flip coins mirror exactly; without flip the same draws give the unflipped clips
     plain = c.sample_clips(6, torch.Generator().manual_seed(0), flip=False)
     torch.testing.assert_close(plain.audio, b.audio)
@@ -115,23 +122,44 @@ def test_frame_cache_random_batches(tiny_cache, tmp_path):
     assert all(m or s for m, s in zip(mirrored, same)) and any(m and not s for m, s in zip(mirrored, same))
     f = c.sample_frames(5, torch.Generator().manual_seed(1))
     assert f.images.shape == (5, 3, 64, 64) and len(f.texts) == 5
-    # reloading reads the same file; a wrong file is refused by name
-    again = FrameCache.load(next((tmp_path / "frames").glob("*.safetensors")))
-    assert torch.equal(again.frames, c.frames) and again.video_ids == c.video_ids
-    bad = tmp_path / "bad.safetensors"
-    from safetensors.torch import save_file
-    save_file({"x": torch.zeros(1)}, str(bad))
-    with pytest.raises(ValueError, match="not a frame cache"):
-        FrameCache.load(bad)
+    # a second call decodes nothing and packs the same tensors; a damaged file is refused by name
+    files = sorted((tmp_path / "clips").rglob("*.safetensors"))
+    assert len(files) == 4
+    mtimes = [p.stat().st_mtime_ns for p in files]
+    cache = ensure_clip_cache("avsync15", root=tiny_dataset, split="test", cache_dir=tmp_path / "clips",
+                              progress=False)
+    assert [p.stat().st_mtime_ns for p in files] == mtimes
+    again = cache.pack(12.0)
+    assert torch.equal(again.frames, c.frames) and torch.equal(again.audio, c.audio)
+    assert again.video_ids == c.video_ids and again.meta["key"] == c.meta["key"]
+    files[0].write_bytes(b"not a safetensors file")
+    with pytest.raises(ClipCacheError, match=f"{files[0].name}: unreadable cache file"):
+        cache.pack(12.0)
 
 
-def test_frame_cache_refuses_too_short_video(tmp_path):
+def test_one_cache_two_views_agree(tiny_dataset, tmp_path):
+    """The evaluators' per-video view and the diffusion trainers' packed view read the same files."""
+    cache = ensure_clip_cache("avsync15", root=tiny_dataset, split="test", cache_dir=tmp_path / "clips",
+                              progress=False)
+    packed = cache.pack(12.0)
+    for i in range(len(cache)):
+        v = cache.load(i)
+        for j in (0, 3, 9):  # j / 12 s lies on both the 1/12 s grid and the 10 ms mel hop grid
+            frames, audio = packed.clip(i, j)
+            assert torch.equal(frames, v.clip_frames_uint8(j / 12).permute(0, 3, 1, 2))
+            # the mel of the int16 PCM window vs the float track's: quantisation moves only the faintest bins
+            d = (waveforms_to_mel(audio.unsqueeze(0), MINI)[0] - v.clip_mel(j / 12)).abs()
+            assert float(d.max()) < 1e-2 and float(d.mean()) < 1e-4, (float(d.max()), float(d.mean()))
+
+
+def test_clip_cache_refuses_too_short_video(tmp_path):
     from tests.conftest import make_video
     short = make_video(tmp_path / "short.mp4", seconds=1.5)
     entry = VideoEntry("x/short.mp4", "x", "x", "train", str(short))
-    with pytest.raises(MediaError, match=r"shorter than one 2 s clip: .*short.mp4 \(video 1.50 s"):
-        build_frame_cache([entry], tmp_path / "c.safetensors", MINI, progress=False)
-    assert not (tmp_path / "c.safetensors").exists()
+    with pytest.raises(ClipCacheError, match=r"short.mp4: usable duration 1.50 s \(video 1.50 s.*shorter than one "
+                                             r"2 s clip; remove it from the split file"):
+        build_clip_cache([entry], MINI, tmp_path / "c", progress=False)
+    assert not list((tmp_path / "c").rglob("*.safetensors"))
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +174,7 @@ def _train(root, out, cache_dir, steps, **kw):
 
 
 def test_training_lowers_loss_and_resumes_exactly(tiny_dataset, tmp_path):
-    cache_dir = tmp_path / "frames"
+    cache_dir = tmp_path / "clips"
     s0 = _train(tiny_dataset, tmp_path / "a", cache_dir, steps=0)
     initial = MiniBase.load(s0["bundle"])
     s1 = _train(tiny_dataset, tmp_path / "a", cache_dir, steps=7)
@@ -156,16 +184,20 @@ def test_training_lowers_loss_and_resumes_exactly(tiny_dataset, tmp_path):
     straight = _train(tiny_dataset, tmp_path / "b", cache_dir, steps=14)
     assert straight["resumed_from"] == 0
     direct = MiniBase.load(straight["bundle"])
+    # batches and noise of step s come from generators seeded by (seed, s): the resumed run is the straight one
     for (n, p), (_, q) in zip(resumed.unet.state_dict().items(), direct.unet.state_dict().items()):
-        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=n)
+        assert torch.equal(p, q), n
 
-    cache = ensure_frame_cache("avsync15", root=tiny_dataset, split="train", cache_dir=cache_dir, progress=False)
+    cache = ensure_clip_cache("avsync15", root=tiny_dataset, split="train", cache_dir=cache_dir,
+                              progress=False).pack(12.0)
     batch = cache.sample_frames(16, torch.Generator().manual_seed(5), flip=False)
     before = validation_loss(initial, batch.images, batch.texts)
     after = validation_loss(resumed, batch.images, batch.texts)
     assert after < 0.8 * before, (before, after)
-    log = [json.loads(line) for line in (tmp_path / "a" / "loss.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [3, 6, 9, 12]  # logged at multiples of log_every only
+    log = [json.loads(line) for line in (tmp_path / "a" / "loss_log.jsonl").read_text().splitlines()]
+    # every log_every steps and at the step each call stopped on; one start record per call
+    assert [r["step"] for r in log if "loss" in r] == [3, 6, 7, 9, 12, 14]
+    assert [r["step"] for r in log if r.get("event") == "start"] == [0, 0, 7]  # calls with --steps 0, 7, 14
     rec = json.loads((tmp_path / "a" / "mini_base" / "mini_base.json").read_text())
     assert rec["info"]["step"] == 14 and rec["info"]["class_texts"] == cache.class_texts
 

@@ -115,6 +115,14 @@ def test_embedding_training_lowers_loss(tmp_path):
     assert recs[-1]["acc_at"] == 1.0 and recs[-1]["acc_it"] == 1.0
     model = me.load_checkpoint(out["checkpoint"])
     assert model.config.vocabulary == ("bark", "dog", "lion", "roar")
+    # stopped after 7 steps and resumed (the shared loop): the same weights as the straight run
+    part = train_embedding(cache, tmp_path / "split", cfg, progress=False, stop_after=7)
+    assert not part["done"] and part["step"] == 7
+    rest = train_embedding(cache, tmp_path / "split", cfg, progress=False)
+    assert rest["done"] and rest["step"] == 20
+    resumed = me.load_checkpoint(rest["checkpoint"]).state_dict()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, resumed[k]), k
 
 
 # --------------------------------------------------------------------------

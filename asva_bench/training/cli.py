@@ -6,31 +6,39 @@ Wiring (in asva_bench/cli.py)::
     add_commands(sub)      # sub = the top-level add_subparsers(...)
 
 Each sub-command sets ``func(args) -> int`` (exit code), like the others;
-with ``--json`` it prints exactly one JSON object on stdout.
+with ``--json`` it prints exactly one JSON object on stdout.  The training
+modules' own ``python -m`` entries go through :func:`run_module`.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 import time
 from pathlib import Path
 
+from ..cli import _emit
 from ..progress import show_progress
 
 
-def _emit(args, obj: dict, human: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(obj, sort_keys=True, default=str))
-    else:
-        print(human)
+def run_module(prog: str, add, argv=None, commands: str | None = None, description: str | None = None) -> int:
+    """``python -m <training module>``: ``add(subparsers)`` (``commands``: their metavar) or
+    ``add(parser)`` builds the options; errors print as ``error: ...`` with exit code 2."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add(parser.add_subparsers(dest="command", metavar=commands, required=True) if commands else parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def _cache_args(p) -> None:
     p.add_argument("--dataset", default="synth", help="registered dataset name (default synth)")
     p.add_argument("--root", help="dataset folder (default: the dataset's environment variable; synth is "
                                   "built automatically)")
-    p.add_argument("--cache-dir", help="clip cache folder (default: $ASVA_BENCH_HOME/clip-cache/...)")
+    p.add_argument("--cache-dir", help="clip cache root (default $ASVA_BENCH_HOME/cache/clips)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes for the clip cache (default 2)")
 
 
@@ -151,8 +159,8 @@ def add_commands(sub):
     t = ssub.add_parser("train", help="contrastive training (PROTOCOL.md section 4), resumable")
     _cache_args(t)
     t.add_argument("--size", choices=["mini", "paper"], default="mini")
-    t.add_argument("--out", help="training folder: state.pt, loss_log.jsonl, sync-<size>.safetensors "
-                                 "(default runs/sync/<dataset>-<size>)")
+    t.add_argument("--out", help="training folder: checkpoint/, loss_log.jsonl, train_config.json, "
+                                 "sync-<size>.safetensors (default runs/sync/<dataset>-<size>)")
     t.add_argument("--steps", type=int)
     t.add_argument("--num-clips", type=int, help="K clips 0.2 s apart per video (mini 9, paper 21)")
     t.add_argument("--batch-videos", type=int, help="videos per step (mini 8, paper 32)")

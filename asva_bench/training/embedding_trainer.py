@@ -9,7 +9,7 @@ partial positives (targets: half on the item's own pair, half spread over
 its class), so retrieval by class is what the space learns, while the own
 pair stays the best match.
 
-Resumable like the sync trainer (``state.pt``, ``loss_log.jsonl``, batches
+Resumable like the sync trainer (the shared loop of :mod:`.loop`; batches
 seeded by (seed, step)).
 """
 
@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.mini_embedding import MiniEmbedding, MiniEmbeddingConfig, build_vocabulary, save_checkpoint
-from .checkpointing import (StepClock, atomic_torch_save, run_logged_steps, same_recipe, training_summary,
-                            truncate_log, warmup_cosine)
+from .checkpointing import RUNTIME_FIELDS, TrainingFolder
 from .clip_cache import ClipCache, quantise_start
+from .loop import Budget, StepResult, loop_summary, step_rng, train_model
+from .schedule import LRSchedule
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class EmbeddingTrainConfig:
 
 def draw_batch(cache: ClipCache, by_class: list[np.ndarray], step: int, cfg: EmbeddingTrainConfig):
     """images [B,3,H,W], mels [B,1,F,M], labels [B]."""
-    rng = np.random.default_rng([cfg.seed, step])
+    rng = step_rng(cfg.seed, step)
     images, mels, labels = [], [], []
     for c, idx in enumerate(by_class):
         for i in rng.choice(idx, size=cfg.videos_per_class, replace=len(idx) < cfg.videos_per_class):
@@ -119,54 +120,30 @@ def train_embedding(cache: ClipCache, out_dir, cfg: EmbeddingTrainConfig = Embed
     labels = cache.labels()
     by_class = [np.nonzero(labels == c)[0] for c in range(len(cache.classes))]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.steps))
-    state_path, log_path = out / "state.pt", out / "loss_log.jsonl"
-    step, elapsed, cpu = 0, 0.0, 0.0   # wall and process-CPU seconds spent training
-    if resume and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if not same_recipe(st.get("train_config"), cfg.to_dict()) or \
-                not same_recipe(st.get("model_config"), mcfg.to_dict()):
-            raise ValueError(f"{state_path} was written with a different config; use another --out or delete it")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        step, elapsed, cpu = int(st["step"]), float(st.get("elapsed", 0.0)), float(st.get("cpu", 0.0))
-        truncate_log(log_path, step)
-    elif log_path.exists():
-        log_path.unlink()
 
-    clock = StepClock(elapsed, cpu)
-
-    def save_state(at_step):
-        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict(), "step": at_step, "elapsed": clock.elapsed,
-                           "cpu": clock.cpu, "train_config": cfg.to_dict(), "model_config": mcfg.to_dict()},
-                          state_path)
-
-    def one_step(_step):
-        images, mels, lab = draw_batch(cache, by_class, _step, cfg)
+    def one_step(step):
+        images, mels, lab = draw_batch(cache, by_class, step, cfg)
         loss, stats = embedding_loss(model, images, mels, lab, class_texts, cfg.own_pair_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        return loss.item(), stats, sched.get_last_lr()[0]
+        return StepResult(loss.item(), stats)
 
     model.train()
-    header = {"event": "start", "step": step, "videos": len(cache), "classes": cache.classes,
-              "config": cfg.to_dict(), "model": mcfg.to_dict(),
+    header = {"videos": len(cache), "classes": cache.classes, "config": cfg.to_dict(), "model": mcfg.to_dict(),
               "parameters": sum(p.numel() for p in model.parameters())}
-    step, losses = run_logged_steps(
-        one_step, step=step, end=cfg.steps if stop_after is None else min(cfg.steps, step + stop_after),
-        total=cfg.steps, clock=clock, log_path=log_path, header=header, log_every=cfg.log_every,
-        checkpoint_every=cfg.checkpoint_every, save_state=save_state, desc="embedding train", progress=progress,
+    outcome = train_model(
+        TrainingFolder(out), one_step, model=model, optimizer=opt,
+        config={**cfg.to_dict(), "model_config": mcfg.to_dict()}, resume=resume, may_change=RUNTIME_FIELDS,
+        budget=Budget(steps=cfg.steps, session_steps=stop_after), lr=cfg.lr,
+        schedule=LRSchedule(cfg.warmup_steps, "cosine", floor=0.05, total_steps=cfg.steps), header=header,
+        log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, progress=progress, desc="embedding train",
         postfix=lambda rec: {"loss": f"{rec['loss']:.3f}", "at": f"{rec['acc_at']:.2f}"})
-    elapsed = clock.elapsed
-    summary = training_summary(step, cfg.steps, clock, out, losses)
-    if step >= cfg.steps:
+    summary = {**loop_summary(outcome), "done": outcome.finished, "out": str(out)}
+    if outcome.finished:
         model.eval()
         st, _ = save_checkpoint(model, out / "mini-embedding", metadata={
-            "train_config": cfg.to_dict(), "steps": step, "train_seconds": round(elapsed, 2),
+            "train_config": cfg.to_dict(), "steps": outcome.step, "train_seconds": round(outcome.elapsed_s, 2),
             "videos": len(cache), "cache": str(cache.cache_dir), "classes": cache.classes})
         summary["checkpoint"] = str(st)
     return summary

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from ..backbones.sync_classifier import MINI_MANIFEST, MINI_WEIGHTS_DIR
-from .clip_cache import build_clip_cache, default_cache_dir
+from .checkpointing import LOG_FILE, read_log
+from .clip_cache import ensure_clip_cache, load_manifest
 from .embedding_trainer import EmbeddingTrainConfig, train_embedding
 from .sync_trainer import SyncTrainConfig, train_sync
 
@@ -38,30 +39,12 @@ SHIPPED = ("mini-sync.safetensors", "mini-sync.json", "mini-embedding.safetensor
 SIZE_LIMIT_BYTES = 20 * 1024 * 1024
 
 
-def load_manifest(dataset: str, root=None):
-    """The dataset's manifest; synth is built (or finished) when missing."""
-    if dataset == "synth":
-        from ..datasets.synth import SYNTH, ensure_synth
-        return SYNTH, SYNTH.load(ensure_synth(root))
-    from ..datasets import get_dataset
-    spec = get_dataset(dataset)
-    return spec, spec.load(root)
-
-
 def build_caches(dataset: str, root, profile: str, splits=("train", "test"), workers: int = 2,
                  cache_dir=None, progress: bool = True):
     """Clip caches of ``splits`` at the profile's protocol: {split: ClipCache}."""
-    from ..profiles import protocol_for
-    spec, manifest = load_manifest(dataset, root)
-    cfg = protocol_for(spec.protocol, profile)
-    out = {}
-    for split in splits:
-        entries = manifest.split(split)
-        if not entries:
-            raise ValueError(f"dataset '{dataset}' at {manifest.root} has no '{split}' videos")
-        d = Path(cache_dir) / split if cache_dir else default_cache_dir(dataset, manifest.hash(), split, cfg)
-        out[split] = build_clip_cache(entries, cfg, d, workers=workers, progress=progress)
-    return out
+    _, manifest = load_manifest(dataset, root, progress=progress, workers=workers)
+    return {split: ensure_clip_cache(dataset, split=split, profile=profile, cache_dir=cache_dir, workers=workers,
+                                     progress=progress, manifest=manifest) for split in splits}
 
 
 def default_work_dir() -> Path:
@@ -83,27 +66,30 @@ def _child(kind: str, cache, out_dir: str, cfg, resume: bool, queue) -> None:
 
 
 def _log_step(log: Path) -> int:
-    try:
-        lines = log.read_text().splitlines()
-    except OSError:
-        return 0
-    for ln in reversed(lines):
-        try:
-            return int(json.loads(ln).get("step", 0))
-        except ValueError:
-            continue
-    return 0
+    recs = read_log(log) if log.is_file() else []
+    return int(recs[-1].get("step", 0)) if recs else 0
 
 
 def train_both(train_cache, work: Path, sync_cfg: SyncTrainConfig, emb_cfg: EmbeddingTrainConfig,
                resume: bool = True, parallel: bool = True, progress: bool = True) -> dict:
     """Train the sync classifier and the embedding model; returns their summaries."""
-    from tqdm.auto import tqdm
     jobs = {"sync": (work / "sync", sync_cfg), "embedding": (work / "embedding", emb_cfg)}
-    if not parallel:
-        return {"sync": train_sync(train_cache, jobs["sync"][0], sync_cfg, resume=resume, progress=progress),
-                "embedding": train_embedding(train_cache, jobs["embedding"][0], emb_cfg, resume=resume,
-                                             progress=progress)}
+    if parallel:
+        results, errors = _train_in_processes(jobs, train_cache, resume, progress)
+    else:
+        results = {"sync": train_sync(train_cache, jobs["sync"][0], sync_cfg, resume=resume, progress=progress),
+                   "embedding": train_embedding(train_cache, jobs["embedding"][0], emb_cfg, resume=resume,
+                                                progress=progress)}
+        errors = {}
+    errors.update({k: "interrupted before the last step" for k, r in results.items() if not r["done"]})
+    if errors:
+        raise RuntimeError("mini evaluator training failed (rerun the same command to resume):\n"
+                           + "\n".join(f"[{k}] {e}" for k, e in errors.items()))
+    return results
+
+
+def _train_in_processes(jobs: dict, train_cache, resume: bool, progress: bool) -> tuple[dict, dict]:
+    from tqdm.auto import tqdm
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = {k: ctx.Process(target=_child, args=(k, train_cache, str(d), c, resume, queue), daemon=True)
@@ -119,7 +105,7 @@ def train_both(train_cache, work: Path, sync_cfg: SyncTrainConfig, emb_cfg: Embe
                 k, res, err = queue.get()
                 (errors if err else results)[k] = err or res
             for k, (d, _) in jobs.items():
-                bars[k].n = _log_step(d / "loss_log.jsonl")
+                bars[k].n = _log_step(d / LOG_FILE)
                 bars[k].refresh()
             dead = [k for k, p in procs.items() if not p.is_alive() and k not in results and k not in errors]
             if dead and queue.empty():
@@ -135,10 +121,7 @@ def train_both(train_cache, work: Path, sync_cfg: SyncTrainConfig, emb_cfg: Embe
             if p.is_alive():
                 p.terminate()
             p.join()
-    if errors:
-        raise RuntimeError("mini evaluator training failed (rerun the same command to resume):\n"
-                           + "\n".join(f"[{k}] {e}" for k, e in errors.items()))
-    return results
+    return results, errors
 
 
 def sha256_file(path) -> str:

@@ -11,11 +11,11 @@ Videos too short for K clips contribute the clips that fit (at least 2);
 the rest of their rows and columns are masked out of the loss. Videos too
 short for 2 clips are never drawn; how many is reported in the log header.
 
-Resumable: ``<out>/state.pt`` (model, optimizer, scheduler, step) is written
-atomically every ``checkpoint_every`` steps and at the end; batches are drawn
-from a generator seeded by (seed, step), so a resumed run draws the same
-batches as an uninterrupted one. The loss log ``<out>/loss_log.jsonl`` is
-truncated back to the checkpoint's step on resume.
+Resumable through the shared training loop (:mod:`.loop`, folder layout in
+:mod:`.checkpointing`): ``<out>/checkpoint/`` (model and optimizer state,
+progress) is replaced atomically every ``checkpoint_every`` steps and at the
+end; batches are drawn from a generator seeded by (seed, step), so a resumed
+run draws the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones.sync_classifier import SyncClassifier, config_for_size, save_checkpoint
-from .checkpointing import (StepClock, atomic_torch_save, run_logged_steps, same_recipe, training_summary,
-                            truncate_log, warmup_cosine)
+from .checkpointing import RUNTIME_FIELDS, TrainingFolder
 from .clip_cache import ClipCache, quantise_start
+from .loop import Budget, StepResult, loop_summary, step_rng, train_model
+from .schedule import LRSchedule
+
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ class SyncTrainConfig:
         return dataclasses.asdict(self)
 
 
-def lr_factor(step: int, cfg: SyncTrainConfig) -> float:
-    return warmup_cosine(step, cfg.warmup_steps, cfg.steps, cfg.schedule)
+def lr_schedule(cfg: SyncTrainConfig) -> LRSchedule:
+    return LRSchedule(cfg.warmup_steps, cfg.schedule, floor=0.05, total_steps=cfg.steps)
 
 
 def clips_that_fit(duration: float, cfg: SyncTrainConfig, clip_seconds: float) -> int:
@@ -74,7 +76,7 @@ def clips_that_fit(duration: float, cfg: SyncTrainConfig, clip_seconds: float) -
 
 def draw_batch(cache: ClipCache, eligible: np.ndarray, step: int, cfg: SyncTrainConfig):
     """Frames [B*K,T,3,H,W], mels [B*K,1,F,M] and validity mask [B,K] for one step."""
-    rng = np.random.default_rng([cfg.seed, step])
+    rng = step_rng(cfg.seed, step)
     chosen = rng.choice(eligible, size=cfg.batch_videos, replace=len(eligible) < cfg.batch_videos)
     K = cfg.num_clips
     frames, mels, mask = [], [], torch.zeros(len(chosen), K, dtype=torch.bool)
@@ -137,54 +139,31 @@ def train_sync(cache: ClipCache, out_dir, cfg: SyncTrainConfig = SyncTrainConfig
                          f"{cfg.clip_spacing} s apart ({cache.cfg.clip_seconds + cfg.clip_spacing:.1f} s)")
     model = SyncClassifier(config_for_size(cfg.size)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    state_path, log_path = out / "state.pt", out / "loss_log.jsonl"
-    step, elapsed, cpu = 0, 0.0, 0.0   # wall and process-CPU seconds spent training
-    if resume and state_path.is_file():
-        st = torch.load(state_path, map_location=device, weights_only=True)
-        if not same_recipe(st.get("train_config"), cfg.to_dict()):
-            raise ValueError(f"{state_path} was written with a different training config; use another --out "
-                             f"or delete it to start over.\nsaved: {st.get('train_config')}\nnow:   {cfg.to_dict()}")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        step, elapsed, cpu = int(st["step"]), float(st.get("elapsed", 0.0)), float(st.get("cpu", 0.0))
-        truncate_log(log_path, step)
-    elif log_path.exists():
-        log_path.unlink()
-    header = {"event": "start", "step": step, "videos": len(cache), "eligible": int(len(eligible)),
+    header = {"videos": len(cache), "eligible": int(len(eligible)),
               "too_short": int(len(cache) - len(eligible)), "full_k": int((fits >= cfg.num_clips).sum()),
               "config": cfg.to_dict(), "model": model.config.to_dict(),
               "parameters": sum(p.numel() for p in model.parameters())}
 
-    clock = StepClock(elapsed, cpu)
-
-    def save_state(at_step):
-        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict(), "step": at_step, "elapsed": clock.elapsed,
-                           "cpu": clock.cpu, "train_config": cfg.to_dict()}, state_path)
-
-    def one_step(_step):
-        frames, mels, mask = draw_batch(cache, eligible, _step, cfg)
+    def one_step(step):
+        frames, mels, mask = draw_batch(cache, eligible, step, cfg)
         loss, acc = step_loss(model, frames.to(device), mels.to(device), mask.to(device), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        return loss.item(), {"train_acc": acc}, sched.get_last_lr()[0]
+        return StepResult(loss.item(), {"train_acc": acc})
 
     model.train()
-    step, losses = run_logged_steps(
-        one_step, step=step, end=cfg.steps if stop_after is None else min(cfg.steps, step + stop_after),
-        total=cfg.steps, clock=clock, log_path=log_path, header=header, log_every=cfg.log_every,
-        checkpoint_every=cfg.checkpoint_every, save_state=save_state, desc=f"sync train ({cfg.size})",
-        progress=progress, postfix=lambda rec: {"loss": f"{rec['loss']:.3f}", "acc": f"{rec['train_acc']:.2f}"})
-    elapsed = clock.elapsed
-    summary = training_summary(step, cfg.steps, clock, out, losses)
-    if step >= cfg.steps:
+    outcome = train_model(
+        TrainingFolder(out), one_step, model=model, optimizer=opt, config=cfg.to_dict(), resume=resume,
+        may_change=RUNTIME_FIELDS, budget=Budget(steps=cfg.steps, session_steps=stop_after), lr=cfg.lr,
+        schedule=lr_schedule(cfg), header=header, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        device=device, progress=progress, desc=f"sync train ({cfg.size})",
+        postfix=lambda rec: {"loss": f"{rec['loss']:.3f}", "acc": f"{rec['train_acc']:.2f}"})
+    summary = {**loop_summary(outcome), "done": outcome.finished, "out": str(out)}
+    if outcome.finished:
         model.eval()
         st, js = save_checkpoint(model, out / f"sync-{cfg.size}", metadata={
-            "train_config": cfg.to_dict(), "steps": step, "train_seconds": round(elapsed, 2),
+            "train_config": cfg.to_dict(), "steps": outcome.step, "train_seconds": round(outcome.elapsed_s, 2),
             "videos": len(cache), "cache": str(cache.cache_dir)})
         summary["checkpoint"] = str(st)
     return summary

@@ -5,7 +5,8 @@
 
 Recipe (both profiles): the frozen base UNet is inflated (unet3d.py); only the
 temporal and audio modules train.  Each step draws random clips from the
-frame cache (uniform video, uniform start, random horizontal flip), encodes
+clip cache packed on its 12 fps grid (uniform video, uniform start, random
+horizontal flip; asva_bench/training/clip_cache.py), encodes
 the frames to latents, keeps frame 1 clean, noises frames 2..F at a uniform
 DDPM timestep (1000 steps, scaled-linear 0.00085-0.012) and regresses the
 noise (epsilon) on frames 2..F.  The audio condition is replaced by the
@@ -29,14 +30,17 @@ Audio tokens: the frozen encoder's tokens depend only on (video, clip
 start), so on CUDA the mini profile precomputes them once for every start
 of the cache (``precompute_audio``); otherwise they are computed per batch.
 
-Files in ``--out``::
+The step loop, the learning-rate schedule, the folder layout and the noise
+are the shared training toolkit's (asva_bench/training: loop.py,
+schedule.py, checkpointing.py, noise.py).  Files in ``--out``::
 
     train_config.json     the TrainConfig (checked on --resume)
-    loss_log.jsonl        {"step", "loss", "lr", ...} every log_every steps; {"step", "probe": {...}}
-    checkpoint/           written atomically (temporary folder, then renamed):
+    loss_log.jsonl        {"step", "loss", "lr", "grad_norm", ...} every log_every steps; {"step", "probe": {...}}
+    checkpoint/           replaced atomically (temporary folder, then renamed):
         avsyncd_config.json, avsyncd_trainable.safetensors   (AVSyncDUNet.save_trainable)
         avsyncd_training.json   frozen-part identity, config, step, last loss (components.TRAINING_RECORD)
-        optimizer.pt            AdamW state, step, training seconds
+        optimizer.pt            AdamW state
+        progress.json           step, training seconds, last loss
 
 ``checkpoint/`` is what the adapters load (``--model-arg checkpoint=DIR``).
 Batches and noise of step s come from generators seeded by (seed, s), so a
@@ -55,7 +59,6 @@ import hashlib
 import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -70,11 +73,14 @@ from .unet3d import AVSyncDUNet
 
 from asva_bench import distributed as D
 from asva_bench.progress import show_progress
+from asva_bench.training.checkpointing import (CHECKPOINT_DIR, CONFIG_FILE, LOG_FILE,  # noqa: F401 (re-exported)
+                                               Progress, TrainingError, TrainingFolder, atomic_torch_save)
+from asva_bench.training.clip_cache import DEFAULT_PACK_FPS
+from asva_bench.training.loop import Budget, Hook, StepResult, run_steps, step_generator, step_seed
+from asva_bench.training.noise import draw_timesteps_and_noise, noised
+from asva_bench.training.schedule import LRSchedule
 
 MODELS = ("avsyncd", "i2vd")
-CONFIG_FILE = "train_config.json"
-LOG_FILE = "loss_log.jsonl"
-CHECKPOINT_DIR = "checkpoint"
 OPTIMIZER_FILE = "optimizer.pt"
 #: Keys that may change between a run and its --resume (budgets and bookkeeping).
 RESUMABLE_KEYS = ("steps", "minutes", "log_every", "probe_every", "checkpoint_minutes", "device", "progress",
@@ -166,18 +172,15 @@ class TrainConfig:
         p = self.precompute_audio
         return self.model == "avsyncd" and (p == "on" or (p == "auto" and self.on_cuda and self.profile == "mini"))
 
-
-class TrainingError(RuntimeError):
-    """A training folder that cannot be resumed as asked."""
+    def lr_schedule(self) -> LRSchedule:
+        """Warm-up, then constant or cosine to 10% over the steps or minutes (whichever is further)."""
+        return LRSchedule(self.warmup_steps, self.schedule, floor=0.1, total_steps=self.steps,
+                          total_seconds=self.minutes * 60.0 if self.minutes else None)
 
 
 # --------------------------------------------------------------------------
-# Data: random clips from the frame cache, with their audio tokens
+# Data: random clips from the packed clip cache, with their audio tokens
 # --------------------------------------------------------------------------
-def _step_seed(seed: int, step: int, stream: int) -> int:
-    return (int(seed) * 1_000_003 + int(step) * 97 + stream) % (2**63 - 1)
-
-
 def local_device(device: str) -> torch.device:
     """``cuda`` under torchrun means this process's GPU (LOCAL_RANK); anything else as given."""
     dev = torch.device(device)
@@ -202,16 +205,6 @@ def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
         g.copy_(avg)
 
 
-def _any_rank(flag: bool, world: int, dev) -> bool:
-    """True on every process if it is true on one (stop together: budgets, signals)."""
-    if world == 1:
-        return flag
-    import torch.distributed as dist
-    t = torch.tensor([1.0 if flag else 0.0], device=dev)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
 def weights_digest(net) -> str:
     """sha256 of the trainable tensors (identical on every process of a multi-process run)."""
     h = hashlib.sha256()
@@ -222,11 +215,11 @@ def weights_digest(net) -> str:
 
 
 class ClipSource:
-    """Random training clips of a FrameCache, with their frozen-encoder audio tokens.
+    """Random training clips of a PackedClips cache, with their frozen-encoder audio tokens.
 
-    Draws from ``generator`` in this order: videos, start fractions, flip
-    coins (as FrameCache.sample_clips).  Tokens come from a precomputed
-    table over every (video, start) of the cache, or are computed per batch.
+    Draws from ``generator`` as PackedClips.sample_clips does (videos, start
+    fractions, flip coins).  Tokens come from a precomputed table over every
+    (video, start) of the cache, or are computed per batch.
     """
 
     def __init__(self, cache, parts: FrozenParts | None, device, precompute: bool = False,
@@ -241,10 +234,7 @@ class ClipSource:
             self.table = self._precompute(progress, chunk)
 
     def _audio(self, videos: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        # FrameCache._indices: the exact protocol audio window of a grid start (frame_cache.py)
-        _, ai = self.cache._indices(videos, starts, self.num_frames)
-        from .frame_cache import PCM_SCALE
-        return self.cache.audio[ai.to(self.cache.device)].float() / PCM_SCALE
+        return self.cache.audio_of(videos, starts)  # the exact protocol audio window of a grid start
 
     def tokens_for(self, videos: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """[B, N, D] float32 audio tokens of the clips (video, start) on the training device."""
@@ -269,15 +259,8 @@ class ClipSource:
 
     def draw(self, batch_size: int, generator: torch.Generator, flip: bool = True):
         """(frames [B, F, 3, H, W] float in [0, 1] on device, labels [B], videos [B], starts [B])."""
-        c = self.cache
-        videos = torch.randint(0, c.num_videos, (batch_size,), generator=generator)
-        starts = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * c.num_starts[videos]).long()
-        coins = torch.rand(batch_size, generator=generator) < 0.5
-        fi, _ = c._indices(videos, starts, self.num_frames)
-        frames = c.frames[fi.to(c.device)].to(self.device).float() / 255.0
-        if flip and coins.any():
-            frames = torch.where(coins.to(self.device).view(-1, 1, 1, 1, 1), frames.flip(-1), frames)
-        return frames, c.labels[videos], videos, starts
+        b = self.cache.sample_clips(batch_size, generator, flip, self.num_frames, device=self.device)
+        return b.frames, b.labels, b.videos, b.starts
 
 
 def mel_on(audio: torch.Tensor, protocol, device) -> torch.Tensor:
@@ -317,14 +300,11 @@ def diffusion_loss(model: AVSyncDUNet, latents: torch.Tensor, audio_tokens: torc
     uniforms), so ``weights=None`` gives exactly pipeline.training_loss.
     The weighted loss is sum(w * err^2) / sum(w) (a weighted mean).
     """
-    b, dev = latents.shape[0], latents.device
-    gdev = generator.device if generator is not None else dev
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator, device=gdev).to(dev)
-    noise = torch.randn(latents.shape, generator=generator, device=gdev, dtype=torch.float32).to(dev, latents.dtype)
-    noisy = scheduler.add_noise(latents, noise, t)
-    noisy = torch.cat([latents[:, :1], noisy[:, 1:]], dim=1)
+    t, noise = draw_timesteps_and_noise(latents, scheduler, generator)
+    noisy = noised(scheduler, latents, noise, t, clean_first_frame=True)
     if audio_tokens is not None:
-        drop = torch.rand(b, generator=generator, device=gdev).to(dev) < p_drop_audio
+        gdev = generator.device if generator is not None else latents.device
+        drop = torch.rand(latents.shape[0], generator=generator, device=gdev).to(latents.device) < p_drop_audio
         null = null_audio_tokens.to(audio_tokens).expand_as(audio_tokens)
         audio_tokens = torch.where(drop[:, None, None], null, audio_tokens)
     pred = model(noisy, t, text_emb, audio_tokens)
@@ -350,44 +330,26 @@ def build_model(parts: FrozenParts, model: str, num_frames: int, seed: int = 0) 
     return net
 
 
-def _lr_factor(cfg: TrainConfig, step: int, seconds: float) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return 1.0
-    fracs = []
-    if cfg.steps:
-        fracs.append((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    if cfg.minutes:
-        fracs.append(seconds / (cfg.minutes * 60.0))
-    t = min(1.0, max(fracs))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-
 # --------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------
-def save_checkpoint(folder: Path, net: AVSyncDUNet, opt, step: int, seconds: float, cfg: TrainConfig,
-                    parts: FrozenParts, last_loss: float | None) -> Path:
-    """Write the checkpoint folder atomically (temporary sibling, then renamed over the old one)."""
-    from asva_bench.avio import atomic_folder, atomic_write_text
-    from asva_bench.training.checkpointing import atomic_torch_save
-    folder = Path(folder)
-    with atomic_folder(folder) as tmp:
-        net.save_trainable(tmp)
-        atomic_torch_save({"optimizer": opt.state_dict(), "step": step, "seconds": seconds, "last_loss": last_loss},
-                          tmp / OPTIMIZER_FILE)
-        record = {**parts.identity, "model": cfg.model, "step": step, "train_seconds": round(seconds, 1),
-                  "last_loss": last_loss, "train_config": cfg.to_dict(),
-                  "num_parameters": net.num_parameters()}
-        atomic_write_text(tmp / TRAINING_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return folder
+def _write_checkpoint(folder: Path, net: AVSyncDUNet, opt, step: int, seconds: float, cfg: TrainConfig,
+                      parts: FrozenParts, last_loss: float | None) -> None:
+    """Fill a checkpoint folder: what the adapters load, plus the optimizer state."""
+    from asva_bench.avio import atomic_write_text
+    net.save_trainable(folder)
+    atomic_torch_save({"optimizer": opt.state_dict()}, folder / OPTIMIZER_FILE)
+    record = {**parts.identity, "model": cfg.model, "step": step, "train_seconds": round(seconds, 1),
+              "last_loss": last_loss, "train_config": cfg.to_dict(), "num_parameters": net.num_parameters()}
+    atomic_write_text(folder / TRAINING_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
-    now = cfg.to_dict()
-    return [f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-            if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k)]
+def _legacy_progress(ckpt: Path) -> Progress | None:
+    """Checkpoints written before progress.json kept the step in optimizer.pt."""
+    if not (ckpt / OPTIMIZER_FILE).is_file():
+        return None
+    st = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=False)
+    return Progress(step=int(st["step"]), elapsed_s=float(st["seconds"]), last_loss=st.get("last_loss"))
 
 
 # --------------------------------------------------------------------------
@@ -399,14 +361,14 @@ class Probe:
     def __init__(self, source: ClipSource, parts: FrozenParts, text_table: torch.Tensor, n: int, seed: int,
                  with_audio: bool, shift_s: float = 0.5):
         c = source.cache
-        g = torch.Generator().manual_seed(_step_seed(seed, 0, 7))
+        g = torch.Generator().manual_seed(step_seed(seed, 0, 7))
         shift = int(round(shift_s * c.fps))
         ok = torch.nonzero(c.num_starts > shift).flatten()
         if len(ok) == 0:
             ok, shift = torch.arange(c.num_videos), 0
         videos = ok[torch.randint(0, len(ok), (n,), generator=g)]
         starts = (torch.rand(n, generator=g, dtype=torch.float64) * (c.num_starts[videos] - shift)).long()
-        fi, _ = c._indices(videos, starts, source.num_frames)
+        fi, _ = c.indices(videos, starts, source.num_frames)
         dev = source.device
         frames = c.frames[fi.to(c.device)].to(dev).float() / 255.0
         lat = parts.encode_frames(frames.flatten(0, 1))
@@ -426,8 +388,7 @@ class Probe:
     def __call__(self, net: AVSyncDUNet, scheduler, autocast) -> dict:
         was_training = net.training
         net.eval()
-        noisy = scheduler.add_noise(self.latents, self.noise, self.t)
-        noisy = torch.cat([self.latents[:, :1], noisy[:, 1:]], dim=1)
+        noisy = noised(scheduler, self.latents, self.noise, self.t, clean_first_frame=True)
         out = {}
         for name, tokens in (self.audio or {"none": None}).items():
             with autocast():
@@ -450,27 +411,18 @@ class Probe:
 # --------------------------------------------------------------------------
 def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume: bool = False,
           parts: FrozenParts | None = None) -> dict:
-    """Train (or resume) into ``out`` on a FrameCache ``cache``; returns a summary dict."""
-    from asva_bench.training.checkpointing import truncate_log
-    from tqdm.auto import tqdm
-
+    """Train (or resume) into ``out`` on a PackedClips ``cache``; returns a summary dict."""
     cfg.check()
     out = Path(out)
-    ckpt = out / CHECKPOINT_DIR
     # several processes (torchrun): each draws its own clips, gradients are averaged, rank 0 writes
     rank, world = D.init_from_env()
     main = rank == 0
     dev = local_device(cfg.device)
-    if ckpt.exists() and not resume:
-        raise TrainingError(f"{out} already holds a training run (checkpoint/); pass --resume to continue it, "
-                            "or choose another --out")
-    saved_cfg = None
-    if resume and (out / CONFIG_FILE).is_file() and ckpt.exists():
-        saved_cfg = json.loads((out / CONFIG_FILE).read_text())
-        diffs = _config_mismatch(saved_cfg, cfg)
-        if diffs:
-            raise TrainingError(f"{out / CONFIG_FILE}: cannot resume with a different configuration ("
-                                + "; ".join(diffs) + "). Use the saved settings, or another --out to start over")
+    folder = TrainingFolder(out, writer=main)
+    ckpt = folder.checkpoint
+    # a different recipe or a missing --resume fails here, before any loading; budgets may grow
+    start = folder.start({**cfg.to_dict(), "world_size": world}, resume=resume, may_change=RESUMABLE_KEYS,
+                         refuse_existing=True, legacy=_legacy_progress)
     t_setup = time.perf_counter()
     if cfg.on_cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -480,31 +432,19 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
         parts = load_frozen_parts(cfg.profile, base=base, audio_encoder=audio_encoder,
                                   with_audio=cfg.model == "avsyncd", device=dev)
     if cache.protocol.num_frames < 2:
-        raise TrainingError("the frame cache's protocol has fewer than 2 frames")
+        raise TrainingError("the clip cache's protocol has fewer than 2 frames")
     net = build_model(parts, cfg.model, cache.protocol.num_frames, cfg.seed).to(dev)
     if cfg.use_checkpointing:
         net.enable_gradient_checkpointing()
     net.train()
     opt = torch.optim.AdamW(net.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=True if cfg.on_cuda else None)
-    step, seconds, last_loss = 0, 0.0, None
-    if saved_cfg is not None:
+    if start is not None:
         from .components import read_training_record
         check_identity(read_training_record(ckpt), parts, ckpt)
         net.load_trainable(ckpt)
-        state = torch.load(ckpt / OPTIMIZER_FILE, map_location=dev, weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        step, seconds, last_loss = int(state["step"]), float(state["seconds"]), state.get("last_loss")
-        if main:
-            truncate_log(out / LOG_FILE, step)
-    elif main:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / LOG_FILE).exists():
-            (out / LOG_FILE).unlink()
-    if main:
-        from asva_bench.avio import atomic_write_text
-        atomic_write_text(out / CONFIG_FILE, json.dumps({**cfg.to_dict(), "world_size": world}, indent=2,
-                                                        sort_keys=True) + "\n")  # budgets may grow
+        opt.load_state_dict(torch.load(ckpt / OPTIMIZER_FILE, map_location=dev, weights_only=False)["optimizer"])
+    start = start or Progress()
     D.barrier()
 
     with_audio = cfg.model == "avsyncd"
@@ -513,7 +453,6 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
     text_table = parts.encode_text(cache.class_texts).to(dev)
     null = parts.null_tokens().to(dev) if with_audio else None
     sched = make_scheduler("ddpm")
-    sched.alphas_cumprod = sched.alphas_cumprod.to(dev)
     probe = (Probe(source, parts, text_table, cfg.probe_clips, cfg.seed, with_audio)
              if cfg.probe_every and main else None)
     setup_seconds = time.perf_counter() - t_setup
@@ -521,113 +460,78 @@ def train(cfg: TrainConfig, out, cache, *, base=None, audio_encoder=None, resume
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.use_bf16)
 
-    stop = {"signal": None}
+    def one_step(step: int) -> StepResult:
+        # rank 0 draws exactly what a single process draws; rank r its own streams
+        gen = step_generator(cfg.seed, step, 1000 * rank)
+        ngen = step_generator(cfg.seed, step, 1 + 1000 * rank, dev)
+        total = 0.0
+        for _ in range(cfg.grad_accum):
+            frames, labels, videos, starts = source.draw(cfg.batch_size, gen, cfg.flip)
+            b, f = frames.shape[:2]
+            lat = parts.encode_frames(frames.flatten(0, 1))
+            lat = lat.view(b, f, *lat.shape[1:])
+            tokens = source.tokens_for(videos, starts) if with_audio else None
+            w = (motion_weights(frames, lat.shape[-2:], cfg.motion_weight, cfg.motion_threshold)
+                 if cfg.motion_weight > 0 else None)
+            with autocast():
+                loss = diffusion_loss(net, lat, tokens, text_table[labels.to(dev)], null, sched,
+                                      cfg.p_drop_audio, ngen, w)
+            (loss / cfg.grad_accum).backward()
+            total += float(loss.detach()) / cfg.grad_accum
+        if world > 1:
+            average_gradients(net.trainable_parameters(), world)
+            t_loss = torch.tensor([total], device=dev)
+            torch.distributed.all_reduce(t_loss)
+            total = float(t_loss.item()) / world
+        if not math.isfinite(total):  # before the update reaches the weights
+            raise TrainingError(f"loss became {total} at step {step}; lower --lr (now {cfg.lr})")
+        gnorm = torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if cfg.on_cuda:
+            torch.cuda.synchronize()
+        return StepResult(total, {"grad_norm": gnorm})
 
-    def on_signal(signum, frame):  # finish the step, checkpoint, exit
-        stop["signal"] = signum
+    def save(progress: Progress) -> None:
+        folder.save(progress, lambda tmp: _write_checkpoint(tmp, net, opt, progress.step, progress.elapsed_s, cfg,
+                                                            parts, progress.last_loss))
 
-    old_handlers = {}
-    for s in (signal.SIGTERM, signal.SIGINT):
-        try:
-            old_handlers[s] = signal.signal(s, on_signal)
-        except ValueError:  # not the main thread
-            pass
-
-    def done() -> bool:
-        return ((cfg.steps is not None and step >= cfg.steps)
-                or (cfg.minutes is not None and seconds >= cfg.minutes * 60.0))
-
-    log = open(out / LOG_FILE, "a") if main else None
-    last_save, probes = time.perf_counter(), []
-    recent: list[float] = []
-    bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps or step), desc=f"train {cfg.model} ({cfg.profile})",
-               unit="step", disable=not (cfg.progress and main), dynamic_ncols=True)
-    stopping = _any_rank(done() or stop["signal"] is not None, world, dev)
+    hooks = [Hook("probe", cfg.probe_every, lambda step: probe(net, sched, autocast))] if probe is not None else []
+    log = folder.open_log({"step": start.step, "model": cfg.model, "profile": cfg.profile, "world_size": world,
+                           "videos": cache.num_videos, "parameters": net.num_parameters()})
     try:
-        while not stopping:
-            t0 = time.perf_counter()
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * _lr_factor(cfg, step, seconds)
-            # rank 0 draws exactly what a single process draws; rank r its own streams
-            gen = torch.Generator().manual_seed(_step_seed(cfg.seed, step, 1000 * rank))
-            ngen = torch.Generator(dev).manual_seed(_step_seed(cfg.seed, step, 1 + 1000 * rank))
-            total = 0.0
-            for _ in range(cfg.grad_accum):
-                frames, labels, videos, starts = source.draw(cfg.batch_size, gen, cfg.flip)
-                b, f = frames.shape[:2]
-                lat = parts.encode_frames(frames.flatten(0, 1))
-                lat = lat.view(b, f, *lat.shape[1:])
-                tokens = source.tokens_for(videos, starts) if with_audio else None
-                w = (motion_weights(frames, lat.shape[-2:], cfg.motion_weight, cfg.motion_threshold)
-                     if cfg.motion_weight > 0 else None)
-                with autocast():
-                    loss = diffusion_loss(net, lat, tokens, text_table[labels.to(dev)], null, sched,
-                                          cfg.p_drop_audio, ngen, w)
-                (loss / cfg.grad_accum).backward()
-                total += float(loss.detach()) / cfg.grad_accum
-            if world > 1:
-                average_gradients(net.trainable_parameters(), world)
-                t_loss = torch.tensor([total], device=dev)
-                torch.distributed.all_reduce(t_loss)
-                total = float(t_loss.item()) / world
-            if not math.isfinite(total):
-                raise TrainingError(f"loss became {total} at step {step}; lower --lr (now {cfg.lr})")
-            gnorm = torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if cfg.on_cuda:
-                torch.cuda.synchronize()
-            step += 1
-            seconds += time.perf_counter() - t0
-            last_loss = total
-            recent.append(total)
-            bar.update(1)
-            if main and (step % cfg.log_every == 0 or done()):
-                rec = {"step": step, "loss": round(sum(recent) / len(recent), 6), "lr": opt.param_groups[0]["lr"],
-                       "grad_norm": round(float(gnorm), 4), "train_seconds": round(seconds, 1),
-                       "steps_per_s": round(step / max(seconds, 1e-9), 3)}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{rec['loss']:.4f}")
-                recent = []
-            if probe is not None and (step % cfg.probe_every == 0 or done()):
-                p = probe(net, sched, autocast)
-                probes.append({"step": step, **p})
-                log.write(json.dumps({"step": step, "probe": p}) + "\n")
-                log.flush()
-            if main and time.perf_counter() - last_save >= cfg.checkpoint_minutes * 60.0:
-                save_checkpoint(ckpt, net, opt, step, seconds, cfg, parts, last_loss)
-                last_save = time.perf_counter()
-            stopping = _any_rank(done() or stop["signal"] is not None, world, dev)
-        if main:
-            save_checkpoint(ckpt, net, opt, step, seconds, cfg, parts, last_loss)
+        budget = Budget(steps=cfg.steps, seconds=cfg.minutes * 60.0 if cfg.minutes is not None else None)
+        outcome = run_steps(one_step, start=start, budget=budget, log=log, save=save if main else None, log_every=cfg.log_every,
+                            checkpoint_minutes=cfg.checkpoint_minutes, optimizer=opt, lr=cfg.lr,
+                            schedule=cfg.lr_schedule(), hooks=hooks, world=world, device=dev,
+                            progress=cfg.progress and main, desc=f"train {cfg.model} ({cfg.profile})",
+                            postfix=lambda rec: {"loss": f"{rec['loss']:.4f}"})
         D.barrier()
     finally:
-        bar.close()
         if log is not None:
             log.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    summary = {"model": cfg.model, "profile": cfg.profile, "step": step, "finished": done(),
-               "interrupted": not done(), "last_loss": last_loss,
-               "train_seconds": round(seconds, 1), "setup_seconds": round(setup_seconds, 1),
-               "steps_per_s": round(step / max(seconds, 1e-9), 3), "checkpoint": str(ckpt),
-               "loss_log": str(out / LOG_FILE), "num_parameters": net.num_parameters(),
+    probes = [r["probe"] for r in outcome.hook_records]
+    summary = {"model": cfg.model, "profile": cfg.profile, "step": outcome.step, "finished": outcome.finished,
+               "interrupted": not outcome.finished, "last_loss": outcome.last_loss,
+               "train_seconds": round(outcome.elapsed_s, 1), "setup_seconds": round(setup_seconds, 1),
+               "steps_per_s": round(outcome.step / max(outcome.elapsed_s, 1e-9), 3), "checkpoint": str(ckpt),
+               "loss_log": str(folder.log_path), "num_parameters": net.num_parameters(),
                "probe": probes[-1] if probes else None, "world_size": world, "rank": rank,
                "weights_digest": weights_digest(net)}
-    if stop["signal"] is not None and main:
-        print(f"interrupted at step {step}; checkpoint saved, rerun with --resume to continue", file=sys.stderr)
+    if outcome.interrupted and main:
+        print(f"interrupted at step {outcome.step}; checkpoint saved, rerun with --resume to continue",
+              file=sys.stderr)
     return summary
 
 
 # --------------------------------------------------------------------------
 # CLI: asva-bench train avsyncd | i2vd
 # --------------------------------------------------------------------------
-def _frame_cache(args):
-    from .frame_cache import ensure_frame_cache
-    return ensure_frame_cache(args.dataset, root=args.root, split="train", profile=args.profile,
-                              cache_dir=args.cache_dir, workers=args.workers, progress=show_progress(),
-                              device="cpu")
+def _clip_cache(args):
+    from asva_bench.training.clip_cache import ensure_clip_cache
+    cache = ensure_clip_cache(args.dataset, root=args.root, split="train", profile=args.profile,
+                              cache_dir=args.cache_dir, workers=args.workers, progress=show_progress())
+    return cache.pack(DEFAULT_PACK_FPS, progress=show_progress())
 
 
 def cmd_train(args) -> int:
@@ -648,8 +552,8 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{args.model}-{args.profile}-{args.dataset}"
     rank, _ = D.init_from_env()
     if rank != 0:
-        D.barrier()  # rank 0 builds the frame cache first; the others then read it
-    cache = _frame_cache(args)
+        D.barrier()  # rank 0 builds the clip cache first; the others then read it
+    cache = _clip_cache(args)
     if rank == 0:
         D.barrier()
     if cfg.on_cuda and cfg.profile == "mini":  # 1.4 GB at 64x64; the paper's 256x256 cache stays in host memory
@@ -678,8 +582,8 @@ def add_train_commands(train_subparsers) -> None:
         p.add_argument("--dataset", default="synth", help="registered dataset (default synth)")
         p.add_argument("--root", help="dataset folder (default: the dataset's environment variable; synth is "
                                       "built automatically)")
-        p.add_argument("--cache-dir", help="frame cache folder (default $ASVA_BENCH_HOME/cache/frames)")
-        p.add_argument("--workers", type=int, default=2, help="decoding processes when building the frame cache")
+        p.add_argument("--cache-dir", help="clip cache root (default $ASVA_BENCH_HOME/cache/clips)")
+        p.add_argument("--workers", type=int, default=2, help="decoding processes when building the clip cache")
         p.add_argument("--out", help=f"training folder (default runs/train/{model}-<profile>-<dataset>)")
         p.add_argument("--steps", type=int, help="total optimizer steps (paper default 37000)")
         p.add_argument("--minutes", type=float, help="training-time budget, cumulative over resumes")
@@ -707,13 +611,8 @@ def add_train_commands(train_subparsers) -> None:
 
 def main(argv=None) -> int:
     """`python -m asva_bench.models.avsyncd.train avsyncd|i2vd ...` (same options as `asva-bench train`)."""
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m asva_bench.models.avsyncd.train")
-    sub = parser.add_subparsers(dest="model_command", metavar="MODEL")
-    sub.required = True
-    add_train_commands(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from asva_bench.training.cli import run_module
+    return run_module("python -m asva_bench.models.avsyncd.train", add_train_commands, argv, commands="MODEL")
 
 
 if __name__ == "__main__":

@@ -9,20 +9,26 @@ UNet and text encoder train jointly; the latent codec is fitted once (PCA)
 before the first step.  bf16 autocast on CUDA.
 
 Stops at ``--steps`` (total, counting resumed steps) or after ``--minutes``
-of this invocation, whichever comes first.  ``OUT/checkpoint/`` holds the
-resumable state (one safetensors file + trainer.json), rewritten atomically
-every ``--checkpoint-every`` steps and at the end; ``OUT/mini_base/`` the
-exported bundle (EMA weights); ``OUT/loss.jsonl`` the loss log; a run on an
-existing OUT resumes unless ``--fresh``.
+of training in this invocation, whichever comes first; SIGTERM / Ctrl-C
+finishes the step, checkpoints and exports.  The step loop, the schedule,
+the folder layout and the noise are the shared training toolkit's
+(asva_bench/training: loop.py, schedule.py, checkpointing.py, noise.py):
+``OUT/checkpoint/`` holds the resumable state (one safetensors file +
+trainer.json + progress.json), replaced atomically every
+``--checkpoint-every`` steps and at the end; ``OUT/mini_base/`` the exported
+bundle (EMA weights); ``OUT/loss_log.jsonl`` the loss log;
+``OUT/train_config.json`` the recipe.  A run on an existing OUT resumes
+unless ``--fresh`` (the batch size, seed, text dropout, EMA decay, dataset
+and cache grid must then match; the learning rate, weight decay and warm-up
+may change for the new segment).  The batch and the noise of step s come
+from generators seeded by (seed, s), so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,12 +38,19 @@ import torch.nn.functional as F
 from .mini_base import MiniBase, MiniBaseConfig, MiniTextEncoder, MiniTokenizer, PatchPCAAutoencoder, build_unet
 from .pipeline import make_scheduler
 
-CHECKPOINT_DIR = "checkpoint"
+from asva_bench.training.checkpointing import CHECKPOINT_DIR, LOG_FILE, Progress, TrainingFolder  # noqa: F401
+from asva_bench.training.loop import Budget, StepResult, run_steps, step_generator
+from asva_bench.training.noise import draw_timesteps_and_noise, noised
+from asva_bench.training.schedule import LRSchedule
+
 STATE_FILE = "state.safetensors"
 TRAINER_FILE = "trainer.json"
 BUNDLE_DIR = "mini_base"
-LOSS_LOG = "loss.jsonl"
-CHECKPOINT_VERSION = 1
+LOSS_LOG = LOG_FILE
+CHECKPOINT_VERSION = 2       # 1: also held generator states (batches now come from per-step generators)
+READABLE_VERSIONS = (1, 2)
+#: Settings that define the recipe: a resumed run must keep them.
+RECIPE_KEYS = ("dataset", "batch_size", "seed", "text_dropout", "ema_decay", "cache_fps", "class_texts")
 PCA_FIT_FRAMES = 2048  # x 256 patches each: ample for a 48 x 48 covariance
 
 DEFAULTS = dict(
@@ -80,12 +93,13 @@ def _device(name: str) -> torch.device:
 
 
 # --------------------------------------------------------------------------
-# Checkpoint: one safetensors file (weights, EMA, optimizer, RNG) + trainer.json
+# Checkpoint: one safetensors file (weights, EMA, optimizer) + trainer.json
 # --------------------------------------------------------------------------
-def _save_checkpoint(folder: Path, base: MiniBase, ema: dict | None, opt, gens: dict, record: dict) -> None:
+def _write_state(folder: Path, base: MiniBase, ema: dict | None, opt, record: dict) -> None:
+    """Fill a checkpoint folder (TrainingFolder.save replaces the old one atomically)."""
     from safetensors.torch import save_file
 
-    from asva_bench.avio import atomic_path, atomic_write_text
+    from asva_bench.avio import atomic_write_text
     t = {}
     for prefix, module in (("unet.", base.unet), ("text_encoder.", base.text_encoder), ("vae.", base.vae)):
         t.update({prefix + k: v for k, v in module.state_dict().items()})
@@ -95,13 +109,9 @@ def _save_checkpoint(folder: Path, base: MiniBase, ema: dict | None, opt, gens: 
     for idx, st in osd["state"].items():
         for k, v in st.items():
             t[f"optim.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    for name, g in gens.items():
-        t[f"rng.{name}"] = g.get_state()
     t = {k: v.detach().to("cpu").contiguous().clone() for k, v in t.items()}
     record = dict(record, version=CHECKPOINT_VERSION, param_groups=osd["param_groups"])
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / STATE_FILE) as tmp:
-        save_file(t, str(tmp), metadata={"trainer": json.dumps(record)})
+    save_file(t, str(folder / STATE_FILE), metadata={"trainer": json.dumps(record)})
     atomic_write_text(folder / TRAINER_FILE, json.dumps(record, indent=1) + "\n")
 
 
@@ -111,10 +121,19 @@ def _load_checkpoint(folder: Path):
     with safe_open(str(path), framework="pt") as f:
         record = json.loads(f.metadata()["trainer"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    if record.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {record.get('version')} is not {CHECKPOINT_VERSION}; "
+    if record.get("version") not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: checkpoint version {record.get('version')} is not one of {READABLE_VERSIONS}; "
                          "start over with --fresh")
     return record, tensors
+
+
+def _legacy_progress(ckpt: Path) -> Progress | None:
+    """Checkpoints written before progress.json kept the step in trainer.json."""
+    f = ckpt / TRAINER_FILE
+    if not f.is_file():
+        return None
+    rec = json.loads(f.read_text())
+    return Progress(step=int(rec["step"]), elapsed_s=float(rec.get("elapsed_s", 0.0)), last_loss=rec.get("final_loss"))
 
 
 def _sub(tensors: dict, prefix: str) -> dict:
@@ -138,12 +157,6 @@ def _trainable(base: MiniBase) -> dict:
     return named
 
 
-def add_noise(latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor):
-    """DDPM forward process q(x_t | x_0) (what DDPMScheduler.add_noise computes)."""
-    ab = alphas_cumprod[t].view(-1, *([1] * (latents.ndim - 1))).to(latents.dtype)
-    return ab.sqrt() * latents + (1 - ab).sqrt() * noise
-
-
 @torch.no_grad()
 def validation_loss(base: MiniBase, images: torch.Tensor, texts, seed: int = 0) -> float:
     """Epsilon MSE on fixed (image, text, timestep, noise): comparable across checkpoints.
@@ -155,7 +168,7 @@ def validation_loss(base: MiniBase, images: torch.Tensor, texts, seed: int = 0) 
     t = torch.linspace(0, sched.config.num_train_timesteps - 1, n).round().long().to(base.device)
     latents = base.encode_images(images.to(base.device))
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)
-    noisy = add_noise(latents, noise, t, sched.alphas_cumprod.to(base.device))
+    noisy = noised(sched, latents, noise, t)
     pred = base.unet(noisy, t, encoder_hidden_states=base.encode_text(list(texts))).sample
     return float(F.mse_loss(pred.float(), noise.float()))
 
@@ -168,25 +181,25 @@ def _apply_ema(base: MiniBase, ema: dict) -> None:
 
 def train_base(args) -> dict:
     """Train (or resume) the mini base; returns a summary dict.  ``args``: argparse namespace or dict."""
-    from tqdm.auto import tqdm
-
-    from .frame_cache import ensure_frame_cache
+    from asva_bench.training.clip_cache import ensure_clip_cache
 
     a = _resolve(args)
     dev = _device(a.device)
     if a.threads:
         torch.set_num_threads(int(a.threads))
     out = a.out
-    ckpt = out / CHECKPOINT_DIR
-    cache = ensure_frame_cache(a.dataset, a.root, split="train", profile=a.profile, fps=a.cache_fps,
-                               cache_dir=a.cache_dir, workers=a.workers or _cores(), progress=a.progress)
-    cache.to(dev)
-
-    gen = torch.Generator().manual_seed(a.seed)                   # batches, text dropout
-    dgen = torch.Generator(dev).manual_seed(a.seed + 1)            # timesteps, noise
-    resumed_from = 0
-    prior = {"elapsed_s": 0.0}
-    if (ckpt / STATE_FILE).is_file() and not a.fresh:
+    folder = TrainingFolder(out)
+    ckpt = folder.checkpoint
+    cache = ensure_clip_cache(a.dataset, a.root, split="train", profile=a.profile, cache_dir=a.cache_dir,
+                              workers=a.workers or _cores(), progress=a.progress).pack(a.cache_fps, device=dev,
+                                                                                       progress=a.progress)
+    recipe = {"dataset": a.dataset, "batch_size": a.batch_size, "seed": a.seed, "text_dropout": a.text_dropout,
+              "ema_decay": a.ema_decay, "cache_fps": a.cache_fps, "class_texts": cache.class_texts,
+              "lr": a.lr, "weight_decay": a.weight_decay, "warmup_steps": a.warmup_steps}
+    start = folder.start(recipe, resume=not a.fresh, may_change=tuple(k for k in recipe if k not in RECIPE_KEYS),
+                         legacy=_legacy_progress)
+    tensors, record = None, None
+    if start is not None:
         record, tensors = _load_checkpoint(ckpt)
         cfg = MiniBaseConfig.from_dict(record["config"])
         if record["class_texts"] != cache.class_texts:
@@ -199,22 +212,13 @@ def train_base(args) -> dict:
         base = MiniBase(build_unet(cfg), vae, text, tok, cfg)
         base.unet.load_state_dict(_sub(tensors, "unet."))
         base.text_encoder.load_state_dict(_sub(tensors, "text_encoder."))
-        resumed_from = int(record["step"])
-        gen.set_state(tensors["rng.cpu"])
-        if torch.device(record["device"]).type == dev.type:
-            dgen.set_state(tensors["rng.device"])
-        else:  # a CPU generator state does not fit a CUDA generator: a new, still seeded, noise stream
-            dgen.manual_seed(a.seed + 1 + resumed_from)
-        prior = record
     else:
-        tensors, record = None, None
         cfg = MiniBaseConfig.from_dict(a.model_config) if a.model_config else MiniBaseConfig()
         n_fit = min(PCA_FIT_FRAMES, int(cache.frame_offsets[-1]))
         fit = cache.sample_frames(n_fit, torch.Generator().manual_seed(a.seed), flip=True).images
         vae = PatchPCAAutoencoder.fit(fit.cpu(), cfg.patch_size, cfg.latent_channels)
         base = MiniBase.create(cache.class_texts, vae, cfg, seed=a.seed)
-        if a.fresh:
-            (out / LOSS_LOG).unlink(missing_ok=True)
+        start = Progress()
     base.to(dev)
     base.unet.train()
     base.text_encoder.train()
@@ -241,109 +245,77 @@ def train_base(args) -> dict:
     param_list = [params[n] for n in ema_names]
 
     sched = make_scheduler("ddpm")
-    alphas = sched.alphas_cumprod.to(dev)
     class_ids = base.tokenizer(cache.class_texts).input_ids.to(dev)
     null_ids = base.tokenizer([""]).input_ids.to(dev)
     amp = dev.type == "cuda" and a.bf16
     n_params = base.num_parameters()
 
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / LOSS_LOG, "a")
-    step = resumed_from
-    target = a.steps if a.steps is not None else None
-    deadline = time.perf_counter() + a.minutes * 60 if a.minutes is not None else None
-    t_start = time.perf_counter()
-    window, first_loss, last_loss, t_window, step_window = [], None, None, time.perf_counter(), step
-    bar = tqdm(total=target, initial=step, desc="train mini base", unit="step", disable=not a.progress)
+    def one_step(step: int) -> StepResult:
+        gen = step_generator(a.seed, step, 0)         # batch, flips, text dropout
+        dgen = step_generator(a.seed, step, 1, dev)   # timesteps, noise
+        batch = cache.sample_frames(a.batch_size, gen, flip=True)
+        drop = (torch.rand(a.batch_size, generator=gen) < a.text_dropout).to(dev)
+        ids = torch.where(drop[:, None], null_ids, class_ids[batch.labels])
+        with torch.no_grad():
+            latents = base.vae.encode(batch.images * 2.0 - 1.0).latent_dist.mode() * base.vae.config.scaling_factor
+        t, noise = draw_timesteps_and_noise(latents, sched, dgen)
+        noisy = noised(sched, latents, noise, t)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+            ctx = base.text_encoder(ids)[0]
+            pred = base.unet(noisy, t, encoder_hidden_states=ctx).sample
+        loss = F.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(param_list, 1.0)
+        opt.step()
+        if use_ema:
+            decay = min(a.ema_decay, (2 + step) / (11 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema_list, [p.detach() for p in param_list], 1.0 - decay)
+        return StepResult(loss.detach(), {"images": (step + 1) * a.batch_size})  # read only when logged
 
-    def record_now() -> dict:
-        return {"step": step, "config": cfg.to_dict(), "class_texts": cache.class_texts,
+    def record_now(progress: Progress) -> dict:
+        return {"step": progress.step, "config": cfg.to_dict(), "class_texts": cache.class_texts,
                 "vocabulary": base.tokenizer.words, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed,
                 "ema_decay": a.ema_decay, "text_dropout": a.text_dropout, "dataset": a.dataset,
-                "frame_cache": cache.meta.get("key"), "device": str(dev), "bf16": amp,
-                "elapsed_s": round(float(prior.get("elapsed_s", 0.0)) + time.perf_counter() - t_start, 1),
-                "images_seen": int(step * a.batch_size), "final_loss": last_loss}
+                "clip_cache": cache.meta.get("key"), "device": str(dev), "bf16": amp,
+                "elapsed_s": round(progress.elapsed_s, 1), "images_seen": int(progress.step * a.batch_size),
+                "final_loss": progress.last_loss}
 
-    def checkpoint() -> None:
-        _save_checkpoint(ckpt, base, ema, opt, {"cpu": gen, "device": dgen}, record_now())
+    def save(progress: Progress) -> None:
+        folder.save(progress, lambda tmp: _write_state(tmp, base, ema, opt, record_now(progress)))
 
-    interrupted = False
-    try:
-        while (target is None or step < target) and (deadline is None or time.perf_counter() < deadline):
-            lr = a.lr * min(1.0, (step + 1) / max(1, a.warmup_steps))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            batch = cache.sample_frames(a.batch_size, gen, flip=True)
-            drop = (torch.rand(a.batch_size, generator=gen) < a.text_dropout).to(dev)
-            ids = torch.where(drop[:, None], null_ids, class_ids[batch.labels])
-            with torch.no_grad():
-                latents = base.vae.encode(batch.images * 2.0 - 1.0).latent_dist.mode() * base.vae.config.scaling_factor
-            t = torch.randint(0, sched.config.num_train_timesteps, (a.batch_size,), generator=dgen, device=dev)
-            noise = torch.randn(latents.shape, generator=dgen, device=dev)
-            noisy = add_noise(latents, noise, t, alphas)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-                ctx = base.text_encoder(ids)[0]
-                pred = base.unet(noisy, t, encoder_hidden_states=ctx).sample
-            loss = F.mse_loss(pred.float(), noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(param_list, 1.0)
-            opt.step()
-            step += 1
-            if use_ema:
-                decay = min(a.ema_decay, (1 + step) / (10 + step))
-                with torch.no_grad():
-                    torch._foreach_lerp_(ema_list, [p.detach() for p in param_list], 1.0 - decay)
-            window.append(loss.detach())
-            if a.log_every and step % a.log_every == 0 and window:
-                mean = float(torch.stack(window).mean())  # the only host sync of the loop
-                if not math.isfinite(mean):
-                    raise FloatingPointError(f"train base: mean loss became {mean} before step {step}; lower "
-                                             f"--lr (now {a.lr}) and resume from the last checkpoint in {ckpt}")
-                now = time.perf_counter()
-                rate = (step - step_window) / max(1e-9, now - t_window)
-                first_loss = mean if first_loss is None else first_loss
-                last_loss = mean
-                log.write(json.dumps({"step": step, "loss": round(mean, 6), "lr": lr,
-                                      "steps_per_s": round(rate, 3), "elapsed_s": round(now - t_start, 1),
-                                      "images": step * a.batch_size}) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{mean:.4f}", it_s=f"{rate:.2f}")
-                window, t_window, step_window = [], now, step
-            bar.update(1)
-            if a.checkpoint_every and step % a.checkpoint_every == 0:
-                checkpoint()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        log.close()
-    if window:
-        last_loss = float(torch.stack(window).mean())
-        first_loss = last_loss if first_loss is None else first_loss
-    elapsed = time.perf_counter() - t_start
-    checkpoint()
+    with folder.open_log({"step": start.step, "batch_size": a.batch_size, "device": str(dev), "bf16": amp,
+                          "parameters": n_params}) as log:
+        outcome = run_steps(one_step, start=start,
+                            budget=Budget(steps=a.steps, session_seconds=a.minutes * 60 if a.minutes else None),
+                            log=log, save=save, log_every=a.log_every or 10 ** 9,
+                            checkpoint_every=a.checkpoint_every or None, optimizer=opt, lr=a.lr,
+                            schedule=LRSchedule(a.warmup_steps, "constant"), progress=a.progress,
+                            desc="train mini base",
+                            postfix=lambda rec: {"loss": f"{rec['loss']:.4f}", "it_s": f"{rec['steps_per_s']:.2f}"})
+    losses = [r["loss"] for r in outcome.records]
+    end = Progress(outcome.step, outcome.elapsed_s, outcome.cpu_s, losses[-1] if losses else None)
 
     # export: EMA weights in eval mode
     if use_ema:
         _apply_ema(base, ema)
     base.eval()
-    base.info = {k: v for k, v in record_now().items() if k not in ("config", "vocabulary")}
+    base.info = {k: v for k, v in record_now(end).items() if k not in ("config", "vocabulary")}
     export_dtype = torch.float16 if a.export_dtype == "fp16" else torch.float32
     bundle = base.save(out / BUNDLE_DIR, dtype=export_dtype)
     samples = None
     if a.samples_per_class > 0:
         samples = str(write_sample_grid(base, out / "samples.png", per_class=a.samples_per_class,
                                         steps=a.sample_steps, guidance_scale=a.guidance_scale, seed=a.seed))
-    summary = {"out": str(out), "bundle": str(bundle), "checkpoint": str(ckpt), "loss_log": str(out / LOSS_LOG),
-               "samples": samples, "step": step, "resumed_from": resumed_from, "steps_this_run": step - resumed_from,
-               "first_loss": first_loss, "final_loss": last_loss, "elapsed_s": round(elapsed, 1),
-               "steps_per_s": round((step - resumed_from) / max(elapsed, 1e-9), 3), "batch_size": a.batch_size,
-               "device": str(dev), "bf16": amp, "parameters": n_params, "interrupted": interrupted,
-               "bundle_bytes": sum(f.stat().st_size for f in Path(bundle).rglob("*") if f.is_file())}
-    if interrupted:
-        raise KeyboardInterrupt(json.dumps(summary))
-    return summary
+    return {"out": str(out), "bundle": str(bundle), "checkpoint": str(ckpt), "loss_log": str(folder.log_path),
+            "samples": samples, "step": outcome.step, "resumed_from": outcome.start_step,
+            "steps_this_run": outcome.steps_done, "first_loss": losses[0] if losses else None,
+            "final_loss": end.last_loss, "elapsed_s": round(outcome.session_s, 1),
+            "steps_per_s": round(outcome.steps_done / max(outcome.session_s, 1e-9), 3), "batch_size": a.batch_size,
+            "device": str(dev), "bf16": amp, "parameters": n_params, "interrupted": outcome.interrupted,
+            "finished": outcome.finished,
+            "bundle_bytes": sum(f.stat().st_size for f in Path(bundle).rglob("*") if f.is_file())}
 
 
 def _cores() -> int:
@@ -392,7 +364,8 @@ def add_train_base_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--root", help="dataset folder (default: the dataset's environment variable / synth's cache)")
     p.add_argument("--steps", type=int, help=f"total optimizer steps, resumed ones included "
                                              f"(default {DEFAULT_STEPS} unless --minutes is given)")
-    p.add_argument("--minutes", type=float, help="stop after this many minutes of this run (checkpoint + export)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of training in this run "
+                                                 "(checkpoint + export)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="frames per step (default 16)")
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="AdamW learning rate (default 5e-4)")
     p.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"])
@@ -407,9 +380,10 @@ def add_train_base_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="training folder (default $ASVA_BENCH_HOME/training/mini_base); resumed if present")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
-    p.add_argument("--cache-dir", help="frame cache folder (default $ASVA_BENCH_HOME/cache/frames)")
-    p.add_argument("--cache-fps", type=float, default=DEFAULTS["cache_fps"], help="frame cache grid (default 12)")
-    p.add_argument("--workers", type=int, help="processes decoding the frame cache (default: all cores)")
+    p.add_argument("--cache-dir", help="clip cache root (default $ASVA_BENCH_HOME/cache/clips)")
+    p.add_argument("--cache-fps", type=float, default=DEFAULTS["cache_fps"],
+                   help="time grid the clip cache is packed on (default 12)")
+    p.add_argument("--workers", type=int, help="processes decoding the clip cache (default: all cores)")
     p.add_argument("--log-every", type=int, default=DEFAULTS["log_every"])
     p.add_argument("--checkpoint-every", type=int, default=DEFAULTS["checkpoint_every"])
     p.add_argument("--samples-per-class", type=int, default=DEFAULTS["samples_per_class"],
@@ -424,11 +398,10 @@ def add_train_base_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def cmd_train_base(args) -> int:
-    try:
-        summary = train_base(args)
-    except KeyboardInterrupt as e:
-        print(f"interrupted; checkpoint and bundle saved: {e}", file=sys.stderr)
-        return 130
+    summary = train_base(args)
+    if summary["interrupted"]:
+        print(f"interrupted at step {summary['step']}; checkpoint and bundle saved, rerun to continue",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -440,7 +413,7 @@ def cmd_train_base(args) -> int:
               f"{summary['steps_per_s']} steps/s on {summary['device']}), loss {loss(summary['first_loss'])} -> "
               f"{loss(summary['final_loss'])}; {n['total'] / 1e6:.2f}M parameters; bundle {summary['bundle']} "
               f"({summary['bundle_bytes'] / 1e6:.1f} MB); samples {summary['samples']}")
-    return 0
+    return 130 if summary["interrupted"] else 0
 
 
 def add_train_base_command(subparsers) -> argparse.ArgumentParser:
@@ -454,14 +427,10 @@ def add_train_base_command(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    p = add_train_base_arguments(argparse.ArgumentParser(
-        prog="python -m asva_bench.models.avsyncd.train_base", description="Train the mini base model."))
-    args = p.parse_args(argv)
-    try:
-        return cmd_train_base(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from asva_bench.training.cli import run_module
+    return run_module("python -m asva_bench.models.avsyncd.train_base",
+                      lambda p: add_train_base_arguments(p).set_defaults(func=cmd_train_base), argv,
+                      description="Train the mini base model.")
 
 
 if __name__ == "__main__":
