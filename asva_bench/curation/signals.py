@@ -1,0 +1,197 @@
+"""The six per-clip signals of the paper's Sec. 3.1, from the harness's own backbones.
+
+For a clip of ``n`` analysis frames ``F_j0 .. F_j0+n-1`` (3 s at 6 fps: 18
+frames at the protocol size) and its audio:
+
+=============  ==============================================================
+pixel_diff     mean over the clip's n-1 consecutive pairs of the mean absolute
+               difference of raw pixel values (0-255)
+clip_change    mean over the same pairs of ``1 - cos(c_j, c_j+1)``, ``c`` the
+               CLIP image features (paper: open_clip, the model of the config;
+               mini: the mini embedding's image tower)
+max_amplitude  max |sample| of the clip's audio at its native rate
+ia             mean over the n frames of ``cos(v_j, a)``: ImageBind-huge (paper)
+               or mini-embedding vision embeddings against the audio embedding
+               of the clip's centre 2 s window
+it             mean over the n frames of ``cos(v_j, t)``, ``t`` the class text's
+               embedding (text = the class folder, underscores as spaces)
+p_sync         the sync classifier's ``phi`` of the clip's centre 2 s of frames
+               against 2 s audio windows shifted by -0.5..+0.5 s in 0.1 s steps
+               (11 candidates, all inside the clip), softmax without
+               temperature, the probability of the unshifted one (PROTOCOL.md
+               section 4's P_Sync; docs/curation.md)
+=============  ==============================================================
+
+Each backbone runs once per video on everything the video's clips need,
+in one batch: all grid frames (features shared by the overlapping clips), all
+distinct audio windows (on the sync step's grid), all clips' centre windows
+for the sync video encoder; the sync head scores every (clip, candidate) pair
+in one call. Batches never mix videos, so a clip's values do not depend on
+which other videos share its process or shard (the sharded run equals the
+single-process one). Values are rounded to 6 significant digits, and
+decisions are made on the rounded values the manifest stores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..protocol import ProtocolConfig, audio_window, waveforms_to_mel
+from .clips import MODEL_SAMPLE_RATE, Clip, DecodedVideo
+from .config import SIGNALS, CurationConfig
+
+#: profile -> role -> registered backbone name
+CURATION_BACKBONES = {
+    "paper": {"embedding": "imagebind-huge", "sync": "avsync-classifier", "clip": "openclip-image"},
+    "mini": {"embedding": "mini-embedding", "sync": "mini-sync", "clip": None},   # mini: the embedding's image tower
+}
+
+
+def round6(x: float) -> float:
+    return float(f"{float(x):.6g}") if math.isfinite(float(x)) else float("nan")
+
+
+@dataclass
+class ClipSignals:
+    clip: Clip
+    values: dict[str, float]
+
+
+class SignalExtractor:
+    """Builds the profile's backbones once and computes every clip's signals, video by video."""
+
+    def __init__(self, cfg: CurationConfig, protocol: ProtocolConfig, device: str = "cpu", cache_root=None):
+        self.cfg, self.protocol, self.device, self.cache_root = cfg, protocol, device, cache_root
+        self.names = dict(CURATION_BACKBONES[cfg.profile])
+        self._built: dict = {}
+        self._text: dict[str, torch.Tensor] = {}
+        win_frames = cfg.sync_window_seconds * cfg.analysis_fps
+        if abs(win_frames - round(win_frames)) > 1e-9:
+            raise ValueError(f"{cfg.source}: sync.window x clips.fps must be a whole number of frames")
+        self.sync_frames = int(round(win_frames))
+        if abs(cfg.sync_window_seconds - protocol.clip_seconds) > 1e-9:
+            raise ValueError(f"{cfg.source}: sync.window must be the protocol's {protocol.clip_seconds:g} s "
+                             "(the audio models take that much audio)")
+        offset = (cfg.clip_seconds - cfg.sync_window_seconds) / 2
+        self.centre_offset = offset                          # seconds from clip start to its centre window
+        self.centre_frames = int(round(offset * cfg.analysis_fps))
+        self.shifts = cfg.sync_shifts
+        self.true_index = self.shifts.index(0.0)
+
+    # ---- backbones -------------------------------------------------------
+    def _backbone(self, role: str):
+        if role not in self._built:
+            from ..backbones import build_backbone, get_backbone_spec
+            if role == "clip":
+                if self.cfg.profile == "mini":
+                    return self._backbone("embedding")
+                from ..backbones.open_clip_image import open_clip_spec
+                spec = open_clip_spec(self.cfg.clip_model, self.cfg.clip_pretrained)
+                try:
+                    spec = get_backbone_spec(spec.name)     # a registered variant (tests register one)
+                except Exception:
+                    pass
+                self._built[role] = spec.build(cache_root=self.cache_root, device=self.device)
+            else:
+                self._built[role] = build_backbone(self.names[role], cache_root=self.cache_root, device=self.device)
+            if role == "sync":
+                n = self._built[role].config.num_frames
+                if n != self.sync_frames:
+                    raise ValueError(f"{self.cfg.source}: the sync classifier takes {n} frames, but sync.window x "
+                                     f"clips.fps is {self.sync_frames}; use a {n / self.cfg.analysis_fps:g} s window")
+        return self._built[role]
+
+    def build(self) -> "SignalExtractor":
+        """Build (and verify) every backbone now, before any video is decoded."""
+        for role in ("embedding", "sync", "clip"):
+            self._backbone(role)
+        return self
+
+    def fingerprint(self) -> dict:
+        out = {}
+        for role in ("embedding", "sync", "clip"):
+            bb = self._backbone(role)
+            out[role] = f"{bb.name}:{bb.weights_digest[:16]}"
+        return out
+
+    def text_embedding(self, text: str) -> torch.Tensor:
+        if text not in self._text:
+            self._text[text] = self._backbone("embedding").embed_text([text])[0].cpu()
+        return self._text[text]
+
+    def check_texts(self, texts) -> None:
+        """Embed every class text up front: a text the model cannot take is an error before any work."""
+        for t in sorted(set(texts)):
+            self.text_embedding(t)
+
+    # ---- one video -------------------------------------------------------
+    def signals(self, video: DecodedVideo, clips: list[Clip], text: str) -> list[ClipSignals]:
+        if not clips:
+            return []
+        cfg = self.cfg
+        n = cfg.frames_per_clip
+        frames_u8 = video.frames                                          # [J, H, W, 3]
+        J = frames_u8.shape[0]
+        frames = frames_u8.permute(0, 3, 1, 2).float() / 255.0            # [J, 3, H, W]
+
+        # pixel difference of consecutive grid frames (exact integer sums)
+        diff = (frames_u8[1:].to(torch.int16) - frames_u8[:-1].to(torch.int16)).abs()
+        pair_pixel = diff.flatten(1).to(torch.float64).mean(1).numpy() if J > 1 else np.zeros(0)
+
+        with torch.no_grad():
+            emb = self._backbone("embedding")
+            vision = emb.embed_vision(frames).double().cpu()              # [J, E] unit
+            if cfg.profile == "mini":
+                change_feat = vision
+            else:
+                change_feat = F.normalize(self._backbone("clip").features(frames).double().cpu(), dim=-1)
+            pair_change = (1.0 - (change_feat[1:] * change_feat[:-1]).sum(-1)).numpy()
+
+            # every distinct audio window on the sync step's grid, embedded and sync-encoded once
+            step = cfg.sync_step
+            keys = sorted({int(round((c.start + self.centre_offset + s) / step)) for c in clips for s in self.shifts})
+            index = {k: i for i, k in enumerate(keys)}
+            wav16 = video.audio_16k
+            windows = torch.stack([audio_window(wav16, MODEL_SAMPLE_RATE, k * step, self.protocol) for k in keys])
+            mel = waveforms_to_mel(windows, self.protocol)
+            centre = [index[int(round((c.start + self.centre_offset) / step))] for c in clips]
+            audio_emb = emb.embed_audio(mel[centre]).double().cpu()        # [K, E]
+            text_emb = self.text_embedding(text).double()
+
+            sync = self._backbone("sync")
+            from ..backbones.base import check_clips, check_mel
+            sync_clips = torch.stack([frames[c.first_frame + self.centre_frames:
+                                             c.first_frame + self.centre_frames + self.sync_frames] for c in clips])
+            check_clips(sync_clips, sync.name, sync.config.num_frames)
+            check_mel(mel, sync.name, (1, 128, 204))
+            vfeat = sync.encode_video(sync._to_model(sync_clips))         # [K, ...]
+            afeat = sync.encode_audio(sync._to_model(mel))                # [W, ...]
+            cand = torch.tensor([[index[int(round((c.start + self.centre_offset + s) / step))] for s in self.shifts]
+                                 for c in clips])                         # [K, S]
+            K, S = cand.shape
+            phi = sync.score(afeat[cand.flatten()],
+                             vfeat.unsqueeze(1).expand(K, S, *vfeat.shape[1:]).flatten(0, 1)).float().view(K, S)
+            p_sync = torch.softmax(phi.double(), dim=-1)[:, self.true_index].cpu().numpy()
+
+        sr = video.sample_rate
+        out = []
+        for k, c in enumerate(clips):
+            j0 = c.first_frame
+            a, b = int(round(c.start * sr)), int(round(c.end * sr))
+            seg = video.audio[a:b]
+            v = vision[j0:j0 + n]
+            values = {
+                "pixel_diff": float(pair_pixel[j0:j0 + n - 1].mean()),
+                "clip_change": float(pair_change[j0:j0 + n - 1].mean()),
+                "max_amplitude": float(seg.abs().max()) if seg.numel() else 0.0,
+                "ia": float((v @ audio_emb[k]).mean()),
+                "it": float((v @ text_emb).mean()),
+                "p_sync": float(p_sync[k]),
+            }
+            out.append(ClipSignals(c, {name: round6(values[name]) for name in SIGNALS}))
+        return out
