@@ -39,7 +39,8 @@ SIGNALS: dict[str, tuple[tuple[str, ...], str]] = {
     "max_amplitude": (("low",), "maximum absolute audio sample (full scale = 1)"),
     "ia": (("low",), "image-audio alignment: mean cosine of frame and audio embeddings"),
     "it": (("low",), "image-text alignment: mean cosine of frame and class-text embeddings"),
-    "p_sync": (("low",), "sync classifier: softmax of phi over shifted audio windows, probability of the true one"),
+    "p_sync": (("low",), "sync classifier: softmax of phi over shifted audio windows, probability of the true one "
+                         "(lowest of the clip's 2 s windows)"),
 }
 
 
@@ -84,6 +85,7 @@ class CurationConfig:
     sync_window_seconds: float = 2.0
     sync_max_shift: float = 0.5
     sync_step: float = 0.1
+    sync_windows: int = 3          # P_Sync over the clip's start, centre and end windows (1: centre only)
     # paper profile: the open_clip model of the CLIP-change signal
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "openai"
@@ -118,7 +120,9 @@ class CurationConfig:
                                       "of analysis frames, so every clip starts on an analysis frame")
         if self.sync_window_seconds + 2 * self.sync_max_shift > self.clip_seconds + 1e-9:
             raise CurationConfigError(f"{where}: sync.window + 2 x sync.max_shift must fit in one clip "
-                                      f"({self.clip_seconds:g} s): every audio candidate comes from the clip")
+                                      f"({self.clip_seconds:g} s), so every clip has a window with all its candidates")
+        if self.sync_windows not in (1, 3):
+            raise CurationConfigError(f"{where}: sync.windows must be 1 (centre) or 3 (start, centre, end)")
         shifts = self.sync_max_shift / self.sync_step if self.sync_step > 0 else -1
         if shifts < 1 or abs(shifts - round(shifts)) > 1e-9:
             raise CurationConfigError(f"{where}: sync.max_shift must be a positive whole number of sync.step")
@@ -148,7 +152,7 @@ class CurationConfig:
              "scene_threshold": self.scene_threshold, "min_scene_seconds": self.min_scene_seconds,
              "clip_seconds": self.clip_seconds, "stride_seconds": self.stride_seconds,
              "analysis_fps": self.analysis_fps, "sync_window_seconds": self.sync_window_seconds,
-             "sync_max_shift": self.sync_max_shift, "sync_step": self.sync_step}
+             "sync_max_shift": self.sync_max_shift, "sync_step": self.sync_step, "sync_windows": self.sync_windows}
         if self.profile == "paper":
             d.update(clip_model=self.clip_model, clip_pretrained=self.clip_pretrained)
         return d
@@ -178,7 +182,7 @@ class CurationConfig:
 _KEYS = {
     ("scenes", "threshold"): "scene_threshold", ("scenes", "min_scene_seconds"): "min_scene_seconds",
     ("clips", "seconds"): "clip_seconds", ("clips", "stride"): "stride_seconds", ("clips", "fps"): "analysis_fps",
-    ("sync", "window"): "sync_window_seconds", ("sync", "max_shift"): "sync_max_shift", ("sync", "step"): "sync_step",
+    ("sync", "window"): "sync_window_seconds", ("sync", "max_shift"): "sync_max_shift", ("sync", "step"): "sync_step", ("sync", "windows"): "sync_windows",
     ("clip_model", "name"): "clip_model", ("clip_model", "pretrained"): "clip_pretrained",
     ("dataset", "min_class_examples"): "min_class_examples",
     ("dataset", "max_example_seconds"): "max_example_seconds", ("dataset", "test_fraction"): "test_fraction",
@@ -266,7 +270,7 @@ def config_to_toml(cfg: CurationConfig) -> str:
              f"min_scene_seconds = {cfg.min_scene_seconds!r}", "", "[clips]", f"seconds = {cfg.clip_seconds!r}",
              f"stride = {cfg.stride_seconds!r}", f"fps = {cfg.analysis_fps!r}", "", "[sync]",
              f"window = {cfg.sync_window_seconds!r}", f"max_shift = {cfg.sync_max_shift!r}",
-             f"step = {cfg.sync_step!r}", ""]
+             f"step = {cfg.sync_step!r}", f"windows = {cfg.sync_windows}", ""]
     if cfg.profile == "paper":
         lines += ["[clip_model]", f'name = "{cfg.clip_model}"', f'pretrained = "{cfg.clip_pretrained}"', ""]
     lines.append("[thresholds]")

@@ -15,18 +15,21 @@ ia             mean over the n frames of ``cos(v_j, a)``: ImageBind-huge (paper)
                of the clip's centre 2 s window
 it             mean over the n frames of ``cos(v_j, t)``, ``t`` the class text's
                embedding (text = the class folder, underscores as spaces)
-p_sync         the sync classifier's ``phi`` of the clip's centre 2 s of frames
-               against 2 s audio windows shifted by -0.5..+0.5 s in 0.1 s steps
-               (11 candidates, all inside the clip), softmax without
-               temperature, the probability of the unshifted one (PROTOCOL.md
-               section 4's P_Sync; docs/curation.md)
+p_sync         P_Sync (PROTOCOL.md section 4): the sync classifier's ``phi`` of
+               2 s of frames against the 2 s audio windows shifted by
+               -0.5..+0.5 s in 0.1 s steps (11 candidates), softmax without
+               temperature, the probability of the unshifted one. Taken for
+               the 2 s windows at the clip's start, centre and end
+               (``sync.windows = 3``; moved inward where a candidate would
+               leave the recording) and the lowest kept: every part of the
+               clip must be in sync. ``sync.windows = 1``: the centre only.
 =============  ==============================================================
 
 Each backbone runs once per video on everything the video's clips need,
 in one batch: all grid frames (features shared by the overlapping clips), all
-distinct audio windows (on the sync step's grid), all clips' centre windows
-for the sync video encoder; the sync head scores every (clip, candidate) pair
-in one call. Batches never mix videos, so a clip's values do not depend on
+distinct audio window, every distinct 2 s sync window of frames (shared by
+neighbouring clips); the sync head scores every (window, candidate) pair in
+one call. Batches never mix videos, so a clip's values do not depend on
 which other videos share its process or shard (the sharded run equals the
 single-process one). Values are rounded to 6 significant digits, and
 decisions are made on the rounded values the manifest stores.
@@ -79,7 +82,7 @@ class SignalExtractor:
                              "(the audio models take that much audio)")
         offset = (cfg.clip_seconds - cfg.sync_window_seconds) / 2
         self.centre_offset = offset                          # seconds from clip start to its centre window
-        self.centre_frames = int(round(offset * cfg.analysis_fps))
+        self.window_offsets = (0.0, offset, 2 * offset) if cfg.sync_windows == 3 else (offset,)
         self.shifts = cfg.sync_shifts
         self.true_index = self.shifts.index(0.0)
 
@@ -152,31 +155,43 @@ class SignalExtractor:
                 change_feat = F.normalize(self._backbone("clip").features(frames).double().cpu(), dim=-1)
             pair_change = (1.0 - (change_feat[1:] * change_feat[:-1]).sum(-1)).numpy()
 
-            # every distinct audio window on the sync step's grid, embedded and sync-encoded once
-            step = cfg.sync_step
-            keys = sorted({int(round((c.start + self.centre_offset + s) / step)) for c in clips for s in self.shifts})
+            # sync windows: 2 s of frames at the clip's start, centre and end (or the centre only), each
+            # moved inside the recording far enough that all its shifted audio candidates exist
+            fps, D = cfg.analysis_fps, video.duration
+            lo = cfg.sync_max_shift
+            hi = math.floor((D - cfg.sync_window_seconds - cfg.sync_max_shift) * fps + 1e-6) / fps
+            win_starts = []                                               # per clip: its windows' starts (frames)
+            for c in clips:
+                own = sorted({int(round(min(max(c.start + o, lo), hi) * fps)) for o in self.window_offsets})
+                win_starts.append(own)
+            windows = sorted({w for own in win_starts for w in own})
+            wpos = {w: i for i, w in enumerate(windows)}
+            # every distinct audio window (ms keys): the sync candidates and the clips' centre windows
+            def ms(t):
+                return int(round(t * 1000))
+            keys = sorted({ms(w / fps + sh) for w in windows for sh in self.shifts}
+                          | {ms(c.start + self.centre_offset) for c in clips})
             index = {k: i for i, k in enumerate(keys)}
             wav16 = video.audio_16k
-            windows = torch.stack([audio_window(wav16, MODEL_SAMPLE_RATE, k * step, self.protocol) for k in keys])
-            mel = waveforms_to_mel(windows, self.protocol)
-            centre = [index[int(round((c.start + self.centre_offset) / step))] for c in clips]
+            audio = torch.stack([audio_window(wav16, MODEL_SAMPLE_RATE, k / 1000, self.protocol) for k in keys])
+            mel = waveforms_to_mel(audio, self.protocol)
+            centre = [index[ms(c.start + self.centre_offset)] for c in clips]
             audio_emb = emb.embed_audio(mel[centre]).double().cpu()        # [K, E]
             text_emb = self.text_embedding(text).double()
 
             sync = self._backbone("sync")
             from ..backbones.base import check_clips, check_mel
-            sync_clips = torch.stack([frames[c.first_frame + self.centre_frames:
-                                             c.first_frame + self.centre_frames + self.sync_frames] for c in clips])
+            sync_clips = torch.stack([frames[w:w + self.sync_frames] for w in windows])
             check_clips(sync_clips, sync.name, sync.config.num_frames)
             check_mel(mel, sync.name, (1, 128, 204))
-            vfeat = sync.encode_video(sync._to_model(sync_clips))         # [K, ...]
-            afeat = sync.encode_audio(sync._to_model(mel))                # [W, ...]
-            cand = torch.tensor([[index[int(round((c.start + self.centre_offset + s) / step))] for s in self.shifts]
-                                 for c in clips])                         # [K, S]
-            K, S = cand.shape
+            vfeat = sync.encode_video(sync._to_model(sync_clips))         # [V, ...]
+            afeat = sync.encode_audio(sync._to_model(mel))                # [A, ...]
+            cand = torch.tensor([[index[ms(w / fps + sh)] for sh in self.shifts] for w in windows])   # [V, S]
+            V, S = cand.shape
             phi = sync.score(afeat[cand.flatten()],
-                             vfeat.unsqueeze(1).expand(K, S, *vfeat.shape[1:]).flatten(0, 1)).float().view(K, S)
-            p_sync = torch.softmax(phi.double(), dim=-1)[:, self.true_index].cpu().numpy()
+                             vfeat.unsqueeze(1).expand(V, S, *vfeat.shape[1:]).flatten(0, 1)).float().view(V, S)
+            p_window = torch.softmax(phi.double(), dim=-1)[:, self.true_index].cpu().numpy()
+            p_sync = [min(p_window[wpos[w]] for w in own) for own in win_starts]
 
         sr = video.sample_rate
         out = []
