@@ -115,6 +115,8 @@ def add_synth_wild_arguments(parser) -> None:
                         help="synth-wild: classes too small to keep (default 3)")
     parser.add_argument("--small-class-videos", type=int, default=None,
                         help="synth-wild: videos in each small class (default 3)")
+    parser.add_argument("--classes", default=None, help="synth-wild: comma-separated subset of synth's classes "
+                                                        "(the last --small-classes of them are the small ones)")
     parser.add_argument("--workers", type=int, default=None, help="synth-wild: worker processes (default: all cores)")
 
 

@@ -13,6 +13,9 @@ the sharding was.
 3. **Merge.** Contiguous kept clips of one scene (starts one stride apart)
    form one stretch; a stretch longer than ``max_example_seconds`` is cut
    into equal pieces (each at least a clip long). Each piece is an example.
+   Examples of a video never overlap: a stretch that begins inside the
+   previous example starts at its end, and is dropped when less than a
+   clip is left.
 4. **Class rule.** Classes with fewer than ``min_class_examples`` examples
    are dropped.
 5. **Split.** Per kept class, its source videos are ordered by a hash of
@@ -159,10 +162,14 @@ def decide(videos: list[dict], cfg: CurationConfig, marks: list[dict] | None = N
         if not run:
             return
         first, last = run[0], run[-1]
-        for a, b in pieces(first.start, last.end, cfg.max_example_seconds):
-            n = sum(1 for c in run if c.start >= a - EPS and c.end <= b + EPS)
-            examples.append(Example(example_id(first.cls, stems[first.video], a, b), first.cls, first.video,
-                                    first.scene, a, b, n))
+        # examples never overlap: a stretch starts where the previous one of the video ended
+        prev = next((e.end for e in reversed(examples) if e.video == first.video), None)
+        start = first.start if prev is None else max(first.start, prev)
+        if last.end - start >= cfg.clip_seconds - EPS:
+            for a, b in pieces(start, last.end, cfg.max_example_seconds):
+                n = sum(1 for c in run if c.start >= a - EPS and c.end <= b + EPS)
+                examples.append(Example(example_id(first.cls, stems[first.video], a, b), first.cls, first.video,
+                                        first.scene, a, b, n))
         run.clear()
 
     for c in clips:
@@ -199,17 +206,20 @@ def decide(videos: list[dict], cfg: CurationConfig, marks: list[dict] | None = N
         row["train"] = sum(e.split == "train" for e in own)
         row["test"] = sum(e.split == "test" for e in own)
 
-    # each clip's final status and reason
+    # each clip's final status and reason: kept when examples of a kept class cover it
     spans: dict[str, list[Example]] = {}
     for e in examples:
         spans.setdefault(e.video, []).append(e)
     for c in clips:
-        holder = next((e for e in spans.get(c.video, []) if e.start - EPS <= c.start < e.end - EPS), None)
+        own = spans.get(c.video, [])
+        holder = next((e for e in own if e.start - EPS <= c.start < e.end - EPS), None)
         c.example = holder.id if holder and c.selected else ""
         if c.review == "rejected":
             c.reason = "review: rejected"
         elif not c.selected:
             c.reason = "; ".join(c.failed)
+        elif not _covered(c.start, c.end, own):
+            c.reason = "not in an example: its stretch was cut short by the previous example of the video"
         elif not classes[c.cls]["kept"]:
             c.reason = classes[c.cls]["reason"]
         else:
@@ -217,6 +227,15 @@ def decide(videos: list[dict], cfg: CurationConfig, marks: list[dict] | None = N
             c.reason = "review: accepted (filters: " + "; ".join(c.failed) + ")" if c.review == "accepted" \
                 and c.failed else ""
     return Decisions(clips, examples, classes, videos, dropped_runs(clips, cfg))
+
+
+def _covered(a: float, b: float, examples: list[Example]) -> bool:
+    """Is [a, b] inside the union of the examples' spans?"""
+    t = a
+    for e in sorted(examples, key=lambda e: e.start):
+        if e.start <= t + EPS and e.end > t:
+            t = e.end
+    return t >= b - EPS
 
 
 def dropped_runs(clips: list[ClipDecision], cfg: CurationConfig) -> list[dict]:

@@ -286,7 +286,6 @@ def summary(dec: Decisions, cfg: CurationConfig, plan: dict, headers: list[dict]
         "ignored_files": ignored,
         "review": {"marks": len(marks), "accepted_spans": sum(m["mark"] == "accept" for m in marks),
                    "rejected_spans": sum(m["mark"] == "reject" for m in marks)},
-        "shards": len(headers),
         "versions": package_versions(),
         "git_revision": git_revision(),
     }

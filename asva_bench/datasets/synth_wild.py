@@ -314,5 +314,6 @@ def make_from_args(args, progress: bool) -> dict:
                     defects_per_class=given("defects_per_class", DEFAULT_DEFECTS_PER_CLASS),
                     small_classes=given("small_classes", DEFAULT_SMALL_CLASSES),
                     small_class_videos=given("small_class_videos", DEFAULT_SMALL_CLASS_VIDEOS),
-                    workers=given("workers", None), progress=progress)
+                    classes=[c.strip() for c in args.classes.split(",") if c.strip()] if getattr(args, "classes", None)
+                    else None, workers=given("workers", None), progress=progress)
     return dict(read_marker(root) or {}, root=str(root), input=str(root / "videos"))
