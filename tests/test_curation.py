@@ -194,6 +194,16 @@ def test_signals_golden(extractor):
     assert got[0].values["max_amplitude"] == pytest.approx(0.9) and got[1].values["max_amplitude"] < 0.3
 
 
+def test_sliced_mels_equal_per_window_mels(extractor):
+    rng = np.random.default_rng(4)
+    wav = torch.from_numpy((0.1 * rng.standard_normal(int(6.3 * SR)) + 0.03).astype(np.float32))  # a DC offset too
+    keys = [0, 500, 1200, 3700, 4300, 1234]            # ms; 1234 is off the 10 ms hop: per-window path
+    got = extractor._mels(wav, keys)
+    ref = torch.stack([waveforms_to_mel(audio_window(wav, SR, k / 1000, MINI)[None], MINI)[0] for k in keys])
+    assert got.shape == ref.shape == (6, 1, 128, 204)
+    assert torch.allclose(got, ref, atol=2e-4, rtol=1e-4), float((got - ref).abs().max())
+
+
 def test_signals_separate_synced_from_shifted_audio(extractor, tmp_path):
     """The mini sync classifier's P_Sync is high for a synth video, low once its audio is 0.6 s late."""
     from asva_bench.datasets.synth import FPS, render_clip

@@ -28,7 +28,7 @@ from ..profiles import check_profile
 from ..provenance import stable_hash
 
 #: Bump when the code that computes a signal changes its values.
-SIGNAL_VERSION = 1
+SIGNAL_VERSION = 2
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 #: signal -> (which tails a threshold may cut, what it is)

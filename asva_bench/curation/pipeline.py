@@ -74,6 +74,14 @@ class _Decoded(torch.utils.data.Dataset):
             return {"video": v, "decoded": d, "decode_s": time.perf_counter() - t}
         except BadInput as e:
             return {"video": v, "bad": (e.kind, str(e)), "decode_s": time.perf_counter() - t}
+        except Exception as e:  # one odd file must not stop a pool: it is listed as unreadable, with the error
+            return {"video": v, "bad": ("unreadable", f"{v.path}: decoding failed ({type(e).__name__}: {e}); "
+                                                      "re-encode the file or leave it out"),
+                    "decode_s": time.perf_counter() - t}
+
+
+def _as_is(item):
+    return item
 
 
 def _worker_init(_):
@@ -114,7 +122,7 @@ def compute_shard(videos, cfg: CurationConfig, path: Path, *, device: str = "cpu
     extractor.check_texts(class_text(c) for c in {v.cls for v in videos})
     t0 = time.perf_counter()
     loader = torch.utils.data.DataLoader(_Decoded(videos, cfg, protocol), batch_size=None, num_workers=workers,
-                                         worker_init_fn=_worker_init if workers else None,
+                                         collate_fn=_as_is, worker_init_fn=_worker_init if workers else None,
                                          prefetch_factor=4 if workers else None)
     records, decode_s, signal_s, n_clips, media_s = [], 0.0, 0.0, 0, 0.0
     for item in tqdm(loader, total=len(videos), desc=f"curate signals [{path.stem}]", unit="video",

@@ -132,6 +132,33 @@ class SignalExtractor:
         for t in sorted(set(texts)):
             self.text_embedding(t)
 
+    # ---- audio ----------------------------------------------------------
+    def _mels(self, wav16: torch.Tensor, keys_ms: list[int]) -> torch.Tensor:
+        """The protocol mel [W, 1, 128, 204] of the 2 s windows starting at ``keys_ms``.
+
+        The filterbank of the whole recording is computed once and each window's frames are sliced out
+        of it: Kaldi frames are computed one by one with their own DC offset removed, so a window that
+        starts on a hop boundary has the same frames as the per-window computation of
+        :func:`asva_bench.protocol.waveforms_to_mel` (up to float rounding; tested). Windows off the hop
+        grid, or running past the recording, take the per-window path.
+        """
+        from ..protocol import _fbank, _pad_normalise
+        p = self.protocol
+        hop = int(round(p.sample_rate * p.mel_frame_shift_ms / 1000))
+        win = int(round(p.sample_rate * p.mel_frame_length_ms / 1000))
+        per = 1 + (p.audio_samples - win) // hop
+        fb = _fbank(wav16.float() - wav16.float().mean(), p) if wav16.numel() >= win else None
+        out = []
+        for k in keys_ms:
+            first = k * p.sample_rate // 1000
+            if fb is not None and (k * p.sample_rate) % (1000 * hop) == 0 and first // hop + per <= fb.shape[0] \
+                    and first + p.audio_samples <= wav16.numel():
+                out.append(_pad_normalise(fb[first // hop:first // hop + per], p))
+            else:
+                window = audio_window(wav16, MODEL_SAMPLE_RATE, k / 1000, p)
+                out.append(waveforms_to_mel(window[None], p)[0])
+        return torch.stack(out)
+
     # ---- one video -------------------------------------------------------
     def signals(self, video: DecodedVideo, clips: list[Clip], text: str) -> list[ClipSignals]:
         if not clips:
@@ -157,9 +184,10 @@ class SignalExtractor:
 
             # sync windows: 2 s of frames at the clip's start, centre and end (or the centre only), each
             # moved inside the recording far enough that all its shifted audio candidates exist
-            fps, D = cfg.analysis_fps, video.duration
-            lo = cfg.sync_max_shift
-            hi = math.floor((D - cfg.sync_window_seconds - cfg.sync_max_shift) * fps + 1e-6) / fps
+            # (window starts stay on the stride grid, so every audio window starts on a 10 ms mel hop)
+            fps, D, grid = cfg.analysis_fps, video.duration, cfg.stride_seconds
+            lo = math.ceil(cfg.sync_max_shift / grid - 1e-9) * grid
+            hi = math.floor((D - cfg.sync_window_seconds - cfg.sync_max_shift) / grid + 1e-9) * grid
             win_starts = []                                               # per clip: its windows' starts (frames)
             for c in clips:
                 own = sorted({int(round(min(max(c.start + o, lo), hi) * fps)) for o in self.window_offsets})
@@ -172,9 +200,7 @@ class SignalExtractor:
             keys = sorted({ms(w / fps + sh) for w in windows for sh in self.shifts}
                           | {ms(c.start + self.centre_offset) for c in clips})
             index = {k: i for i, k in enumerate(keys)}
-            wav16 = video.audio_16k
-            audio = torch.stack([audio_window(wav16, MODEL_SAMPLE_RATE, k / 1000, self.protocol) for k in keys])
-            mel = waveforms_to_mel(audio, self.protocol)
+            mel = self._mels(video.audio_16k, keys)
             centre = [index[ms(c.start + self.centre_offset)] for c in clips]
             audio_emb = emb.embed_audio(mel[centre]).double().cpu()        # [K, E]
             text_emb = self.text_embedding(text).double()
@@ -194,16 +220,17 @@ class SignalExtractor:
             p_sync = [min(p_window[wpos[w]] for w in own) for own in win_starts]
 
         sr = video.sample_rate
+        magnitude = video.audio.abs()
         out = []
         for k, c in enumerate(clips):
             j0 = c.first_frame
             a, b = int(round(c.start * sr)), int(round(c.end * sr))
-            seg = video.audio[a:b]
+            seg = magnitude[a:b]
             v = vision[j0:j0 + n]
             values = {
                 "pixel_diff": float(pair_pixel[j0:j0 + n - 1].mean()),
                 "clip_change": float(pair_change[j0:j0 + n - 1].mean()),
-                "max_amplitude": float(seg.abs().max()) if seg.numel() else 0.0,
+                "max_amplitude": float(seg.max()) if seg.numel() else 0.0,
                 "ia": float((v @ audio_emb[k]).mean()),
                 "it": float((v @ text_emb).mean()),
                 "p_sync": float(p_sync[k]),
