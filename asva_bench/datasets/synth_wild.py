@@ -304,8 +304,8 @@ def read_labels(root) -> dict[str, dict]:
 
 
 def make_from_args(args, progress: bool) -> dict:
-    from .synth import default_root
-    root = Path(args.root).expanduser() if args.root else default_root().parent / "synth-wild"
+    from ..home import home
+    root = Path(args.root).expanduser() if args.root else home() / "datasets" / "synth-wild"
     vpc = args.videos_per_class if args.videos_per_class is not None else DEFAULT_VIDEOS_PER_CLASS
     def given(name, default):
         value = getattr(args, name, None)
