@@ -292,7 +292,8 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     dc.set_defaults(func=cmd_datasets_check)
     dm = dsub.add_parser("make", help="build the synthetic dataset, or the synth-wild curation pool")
     dm.add_argument("name", help="'synth', or 'synth-wild' (a raw pool with labelled defects, for curate)")
-    dm.add_argument("--root", help="output folder (default: $ASVA_SYNTH_ROOT or the cache)")
+    dm.add_argument("--root", help="output folder (default: $ASVA_SYNTH_ROOT or the cache; synth-wild: "
+                                   "$ASVA_BENCH_HOME/datasets/synth-wild)")
     dm.add_argument("--seed", type=int, default=0)
     dm.add_argument("--videos-per-class", type=int, default=None, help="default: 100 (synth), 30 (synth-wild)")
     from .curation.cli import add_synth_wild_arguments
