@@ -79,6 +79,12 @@ def cmd_datasets_check(args) -> int:
 
 def cmd_datasets_make(args) -> int:
     from .datasets import get_dataset
+    if args.name == "synth-wild":  # the curation test pool (docs/curation.md)
+        from .datasets.synth_wild import make_from_args
+        rec = make_from_args(args, progress=show_progress())
+        _emit(args, rec, f"synth-wild pool written to {rec['root']} ({rec['videos']} videos); curate it with "
+                         f"`asva-bench curate --input {rec['input']} --out OUT --profile mini`")
+        return 0
     if args.name != "synth":
         get_dataset(args.name)  # did-you-mean for typos
         print(f"error: only 'synth' can be made; '{args.name}' is a real dataset you supply "
@@ -86,7 +92,7 @@ def cmd_datasets_make(args) -> int:
         return 2
     from .datasets.synth import SYNTH, make_synth
     root = Path(args.root) if args.root else SYNTH.resolve_default()
-    path = make_synth(root, seed=args.seed, videos_per_class=args.videos_per_class,
+    path = make_synth(root, seed=args.seed, videos_per_class=args.videos_per_class or 100,
                       progress=show_progress())
     _emit(args, {"dataset": "synth", "root": str(path)}, f"synth written to {path}")
     return 0
@@ -284,11 +290,14 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     dc.add_argument("--root", help="dataset folder (default: the dataset's environment variable)")
     dc.add_argument("--json", action="store_true")
     dc.set_defaults(func=cmd_datasets_check)
-    dm = dsub.add_parser("make", help="build the synthetic dataset")
-    dm.add_argument("name", help="only 'synth'")
-    dm.add_argument("--root", help="output folder (default: $ASVA_SYNTH_ROOT or the cache)")
+    dm = dsub.add_parser("make", help="build the synthetic dataset, or the synth-wild curation pool")
+    dm.add_argument("name", help="'synth', or 'synth-wild' (a raw pool with labelled defects, for curate)")
+    dm.add_argument("--root", help="output folder (default: $ASVA_SYNTH_ROOT or the cache; synth-wild: "
+                                   "$ASVA_BENCH_HOME/datasets/synth-wild)")
     dm.add_argument("--seed", type=int, default=0)
-    dm.add_argument("--videos-per-class", type=int, default=100)
+    dm.add_argument("--videos-per-class", type=int, default=None, help="default: 100 (synth), 30 (synth-wild)")
+    from .curation.cli import add_synth_wild_arguments
+    add_synth_wild_arguments(dm)
     dm.add_argument("--json", action="store_true")
     dm.set_defaults(func=cmd_datasets_make)
 
@@ -353,6 +362,9 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     v.add_argument("--device", default="cpu")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
+
+    from .curation.cli import add_curate_command
+    add_curate_command(sub)
 
     from .weights_cli import add_weights_commands
     add_weights_commands(sub)

@@ -33,7 +33,8 @@ from .base import (BACKBONES, KINDS, PROFILES, Backbone, BackboneError, Backbone
 from .weights import HOME_ENV, OFFLINE_ENV, cache_root, ensure_weight, weight_status
 
 # Modules whose import registers backbones (heavy packages load lazily, in builders).
-_BUILTIN_MODULES = ("inception", "i3d", "imagebind", "sync_classifier", "mini_embedding", "mini_features")
+_BUILTIN_MODULES = ("inception", "i3d", "imagebind", "sync_classifier", "mini_embedding", "mini_features",
+                    "open_clip_image")
 for _name in _BUILTIN_MODULES:
     import_module(f"{__name__}.{_name}")
 

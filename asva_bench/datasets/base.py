@@ -73,6 +73,16 @@ class Manifest:
         return h.hexdigest()[:16]
 
 
+def curated_expectations(root) -> tuple[dict, int] | None:
+    """(split counts, classes) that `asva-bench curate` recorded in ``<root>/curation.json``, else None."""
+    try:
+        rec = json.loads((Path(root) / "curation.json").read_text())
+        ds = rec["dataset"] if rec.get("generator") == "asva-bench curate" else None
+        return ({k: int(v) for k, v in ds["counts"].items()}, len(ds["classes"])) if ds else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A named dataset: how to read its root and what it should contain."""
@@ -88,7 +98,13 @@ class DatasetSpec:
     default_root: str | None = None                        # None: must be given
 
     def expectations(self, root) -> tuple[dict, int | None]:
-        """(split -> expected videos, expected classes) for the folder at ``root``."""
+        """(split -> expected videos, expected classes) for the folder at ``root``.
+
+        A folder made by `asva-bench curate` is held to what its curation.json says it wrote.
+        """
+        declared = curated_expectations(root)
+        if declared is not None:
+            return declared
         return dict(self.expected_counts), self.expected_classes
 
     def text_for(self, class_folder: str) -> str:
