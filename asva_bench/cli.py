@@ -82,6 +82,9 @@ def cmd_datasets_check(args) -> int:
             lines.append(f"    {c:<28} {n}")
     lines.append("OK" if rep.ok else f"{len(rep.problems)} problem(s):")
     lines += [f"  {p['file']}: {p['problem']}" for p in rep.problems]
+    if rep.warnings:
+        lines.append(f"{len(rep.warnings)} warning(s):")
+        lines += [f"  {w['file']}: {w['warning']}" for w in rep.warnings]
     _emit(args, d, "\n".join(lines))
     return 0 if rep.ok else 1
 
