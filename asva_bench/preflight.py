@@ -25,8 +25,13 @@ class PreflightError(RuntimeError):
         self.items = list(items)
         self.action = action
         n = len(self.items)
+        done = "generated" if "run" in action else "scored"
+        if n == 1 and not (self.items[0].requirement.source or self.items[0].requirement.check):
+            # a lone folder problem (read-only output, unwritable cache) is one line
+            super().__init__(f"{'; '.join(self.items[0].problems)} (nothing was {done})")
+            return
         head = (f"pre-flight: {n} thing{'s' if n != 1 else ''} {action} needs {'are' if n != 1 else 'is'} "
-                f"missing or unusable; nothing was {'generated' if 'run' in action else 'scored'}:")
+                f"missing or unusable; nothing was {done}:")
         super().__init__("\n".join([head] + [u.describe() for u in self.items]))
 
     def to_dict(self) -> dict:
