@@ -309,17 +309,18 @@ def check_values(data: dict) -> list[Problem]:
 
 
 def duplicate_labels(files: list[ResultsFile]) -> dict[int, Problem]:
-    """index -> problem, for every file whose model label another file on the same board also has."""
+    """index -> problem, for every file whose model label another file on the same board also has, with
+    the same fingerprint (one of another fingerprint is flagged as such already, e.g. a --limit run)."""
     seen: dict[tuple, list[int]] = {}
     for i, rf in enumerate(files):
-        seen.setdefault(rf.board_key + (rf.label,), []).append(i)
+        seen.setdefault(rf.board_key + (rf.fingerprint, rf.label), []).append(i)
     out = {}
     for key, idx in seen.items():
         if len(idx) > 1:
             for i in idx:
                 others = ", ".join(str(files[j].path) for j in idx if j != i)
                 out[i] = Problem("duplicate", "model.name",
-                                 f"model label '{key[3]}' is already on board {'/'.join(key[:3])} ({others}); "
+                                 f"model label '{key[4]}' is already on board {'/'.join(key[:3])} ({others}); "
                                  "one entry per model and arguments: remove one, or tell them apart with "
                                  "different --model-arg values")
     return out
