@@ -30,6 +30,32 @@ class MediaError(IOError):
     """A media file that cannot be used; the message names the file and the fix."""
 
 
+@contextmanager
+def quiet_native_stderr():
+    """Silence what native decoders (decord's bundled FFmpeg) write straight to file descriptor 2.
+
+    On a bad file they print their own lines ("moov atom not found", a C++ source
+    location); the MediaError we raise says it all, so those lines never reach
+    the user's terminal. Python-level stderr (sys.stderr) is flushed first and
+    restored after.
+    """
+    import sys
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 # --------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------
@@ -193,8 +219,9 @@ class VideoFrames:
         self._frames = None
         try:
             import decord
-            self._vr = decord.VideoReader(str(self.path), num_threads=1)
-            self.timestamps = self._vr.get_frame_timestamp(range(len(self._vr)))[:, 0].astype(np.float64)
+            with quiet_native_stderr():
+                self._vr = decord.VideoReader(str(self.path), num_threads=1)
+                self.timestamps = self._vr.get_frame_timestamp(range(len(self._vr)))[:, 0].astype(np.float64)
         except Exception:
             self._vr = None
             self._decode_with_pyav()
@@ -234,7 +261,8 @@ class VideoFrames:
             return self._frames[indices]
         uniq, inv = np.unique(indices, return_inverse=True)
         try:
-            got = self._vr.get_batch(list(map(int, uniq))).asnumpy()
+            with quiet_native_stderr():
+                got = self._vr.get_batch(list(map(int, uniq))).asnumpy()
         except Exception as e:
             raise MediaError(f"{self.path}: frames {uniq.tolist()} cannot be decoded ({e}); "
                              "the file is truncated or corrupt: re-encode it") from e

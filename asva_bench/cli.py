@@ -31,6 +31,8 @@ def cmd_models(args) -> int:
                          "arguments": cls.argument_names(), "description": cls.description})
         except Exception as e:  # an installed plugin that fails to import is reported, not hidden
             rows.append({"name": name, "adapter": target, "error": str(e)})
+    from .adapters import refused_plugins
+    refused = refused_plugins()
     lines = ["models (use with: asva-bench run --model NAME, or --model module:Class):"]
     for r in rows:
         if "error" in r:
@@ -38,7 +40,8 @@ def cmd_models(args) -> int:
         else:
             extra = f" args: {', '.join(r['arguments'])}" if r["arguments"] else ""
             lines.append(f"  {r['name']:<12} inputs: {'+'.join(r['inputs']):<16} {r['description']}{extra}")
-    _emit(args, {"models": rows}, "\n".join(lines))
+    lines += [f"  refused: {msg}" for msg in refused.values()]
+    _emit(args, {"models": rows, "refused_plugins": refused}, "\n".join(lines))
     return 0
 
 
@@ -47,12 +50,18 @@ def cmd_models(args) -> int:
 # ---------------------------------------------------------------------------
 def cmd_datasets_list(args) -> int:
     from .datasets import DATASETS
+    from .datasets.layouts import class_folders
     rows = [{"name": n, "description": s.description, "expected_counts": s.expected_counts,
-             "env_var": s.env_var, "default_root": s.default_root, "layout": s.layout}
+             "env_var": s.env_var, "default_root": s.resolve_default() if hasattr(s, "resolve_default") else
+             s.default_root, "layout": s.layout, "class_folders": class_folders(s)}
             for n, s in DATASETS.items()]
     lines = ["datasets (use with: asva-bench run --dataset NAME [--root DIR]):"]
     for r in rows:
         lines.append(f"  {r['name']:<16} {r['description']}  (root: --root or ${r['env_var']})")
+        lines += [f"      {x}" for x in r["layout"].strip("\n").splitlines()]
+        if r["class_folders"]:
+            lines.append(f"      class folders ({len(r['class_folders'])}, exact names): "
+                         + ", ".join(r["class_folders"]))
     _emit(args, {"datasets": rows}, "\n".join(lines))
     return 0
 
@@ -73,6 +82,9 @@ def cmd_datasets_check(args) -> int:
             lines.append(f"    {c:<28} {n}")
     lines.append("OK" if rep.ok else f"{len(rep.problems)} problem(s):")
     lines += [f"  {p['file']}: {p['problem']}" for p in rep.problems]
+    if rep.warnings:
+        lines.append(f"{len(rep.warnings)} warning(s):")
+        lines += [f"  {w['file']}: {w['warning']}" for w in rep.warnings]
     _emit(args, d, "\n".join(lines))
     return 0 if rep.ok else 1
 
@@ -119,20 +131,45 @@ def default_run_dir(dataset: str, profile: str, adapter) -> Path:
 
 def cmd_run(args) -> int:
     from .adapters import adapter_registry, build_adapter
-    from .generation import RunSpec, run_generation
+    from .datasets import DatasetError, get_dataset
+    from .generation import RunSpec
+    from .preflight import check_run, is_rank0
     from .profiles import check_profile, default_profile, protocol_for
+    from .runlock import run_lock
 
+    check_limit(args.limit)
     profile = check_profile(args.profile or default_profile(args.dataset))
     adapter = build_adapter(args.model, args.model_arg)
     target = args.model if ":" in args.model else adapter_registry().get(args.model)
-    spec_ds, manifest = _load_manifest(args.dataset, args.root)
+    spec_ds = get_dataset(args.dataset)
     protocol = protocol_for(spec_ds.protocol, profile)
     out = Path(args.out) if args.out else default_run_dir(args.dataset, profile, adapter)
     if args.audio_shift and not args.out:
         out = out.with_name(f"{out.name}-audio-shift-{args.audio_shift:g}s")
+    manifest, dataset_problem = None, None
+    try:
+        spec_ds, manifest = _load_manifest(args.dataset, args.root)
+    except DatasetError as e:
+        dataset_problem = str(e)
+    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
+    # everything the run will need, before anything is generated (docs/weights.md)
+    check_run(adapter, protocol, profile, out, dataset_problem=dataset_problem, score=not args.no_score,
+              metrics=metrics, dataset=args.dataset)
     spec = RunSpec(adapter=adapter, adapter_target=target, manifest=manifest, split=args.split,
                    profile=profile, protocol=protocol, seed=args.seed, limit=args.limit,
                    lossless=args.lossless, audio_shift=args.audio_shift)
+    with run_lock(out, enabled=is_rank0()):
+        return _run_locked(args, spec, out)
+
+
+def check_limit(limit) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit {limit}: give a positive number of test videos (or leave --limit out for "
+                         "the full protocol)")
+
+
+def _run_locked(args, spec, out) -> int:
+    from .generation import run_generation
     record = run_generation(spec, out, skip_bad=args.skip_bad, device=args.device,
                             progress=show_progress())
     c = record.get("clips", {})
@@ -160,17 +197,20 @@ def _is_rank0() -> bool:
 
 def _score(args, run_dir, allow_incomplete=None):
     from .evaluators import load_suite
+    from .preflight import check_score
     from .scoring import ScoreOptions, load_run, score_run
     record = load_run(Path(run_dir))
-    suite = load_suite(record["profile"], device=args.device)
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if getattr(args, "metrics", None) else None
-    opts = ScoreOptions(progress=show_progress(), device=args.device,
-                        allow_incomplete=getattr(args, "allow_incomplete", False) if allow_incomplete is None else allow_incomplete,
-                        allow_dataset_change=getattr(args, "allow_dataset_change", False))
     if metrics:
         from .metrics import METRICS
         for m in metrics:
             METRICS.get(m)
+    check_score(record["profile"], run_dir, metrics)
+    suite = load_suite(record["profile"], device=args.device)
+    opts = ScoreOptions(progress=show_progress(), device=args.device,
+                        allow_incomplete=getattr(args, "allow_incomplete", False) if allow_incomplete is None else allow_incomplete,
+                        allow_dataset_change=getattr(args, "allow_dataset_change", False))
+    if metrics:
         opts.metrics = metrics
     return score_run(run_dir, suite, opts)
 
@@ -385,9 +425,11 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     res = sub.add_parser("results", help="tables of scored runs")
     rsub = res.add_subparsers(dest="results_command", metavar="ACTION")
     rsub.required = True
-    rt = rsub.add_parser("table", help="print a Table-1-style table; write CSV, Markdown and LaTeX")
+    rt = rsub.add_parser("table", help="print a Table-1-style table (with --out, also write CSV, Markdown and "
+                                       "LaTeX)")
     rt.add_argument("runs", nargs="+", help="run folders or results.json files")
-    rt.add_argument("--out", help="path prefix for .csv/.md/.tex")
+    rt.add_argument("--out", help="path prefix: also write PREFIX.csv, PREFIX.md and PREFIX.tex (without it the "
+                                  "table is only printed)")
     rt.add_argument("--allow-mixed", action="store_true",
                     help="show runs of different fingerprints together (marked)")
     rt.add_argument("--json", action="store_true")
@@ -411,13 +453,20 @@ def main(argv=None) -> int:
     from .avio import MediaError
     from .datasets import DatasetError
     from .generation import RunFolderError
+    from .preflight import PreflightError
     from .registry import UnknownNameError
     from .results import ResultsError
+    from .runlock import RunLockedError
     from .scoring import ScoringError
     try:
         return int(args.func(args) or 0)
+    except PreflightError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(e), "type": "PreflightError", **e.to_dict()}, default=str))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (AdapterError, MediaError, DatasetError, RunFolderError, UnknownNameError, ScoringError,
-            ResultsError, ValueError) as e:
+            ResultsError, RunLockedError, ValueError, OSError) as e:
         if getattr(args, "json", False):
             print(json.dumps({"error": str(e), "type": type(e).__name__}))
         print(f"error: {e}", file=sys.stderr)

@@ -76,6 +76,10 @@ class RunSpec:
                          "audio": "aac", "audio_source": "ground truth"},
             "seeds": {"run_seed": self.seed, "clip_seed_rule": "sha256('<run_seed>:<clip_id>')[:8] & (2^63-1)"},
         }
+        native = self.adapter.native_output(self.protocol)
+        if native is not None:  # absent for adapters that return the protocol's clip
+            from .adapters.resample import mapping_record
+            ident["model"]["output"] = mapping_record(native, self.protocol)
         if self.audio_shift:  # absent for ordinary runs, so their identity is unchanged
             ident["conditioning"] = {
                 "audio_shift_s": float(self.audio_shift),

@@ -319,6 +319,8 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
                   "failed": len(cov.expected) - len(all_rows), "failed_ids": cov.missing,
                   "extra_ignored": cov.extra},
         "coverage": len(all_rows) / max(1, len(cov.expected)),
+        # what was scored, not what generation reported: clips deleted or never made count
+        "status": "complete" if not cov.missing else "incomplete",
         "dataset_changed": now_hash != ds["manifest_hash"],
         "metrics": metrics,
         "per_class": per_class,

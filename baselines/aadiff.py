@@ -255,6 +255,19 @@ class AADiff(Adapter):
             out[k] = file_fingerprint(w) if w else None
         return out
 
+    def required_files(self, protocol: ProtocolConfig) -> list:
+        """Pre-flight: the paper profile runs on Stable Diffusion 1.5 (``base`` or $ASVA_SD15_DIR)."""
+        import os
+
+        from asva_bench.checkpoints import RELEASED
+        from asva_bench.models.avsyncd.adapter import profile_of
+        if profile_of(protocol) == "mini":
+            return []  # the shipped mini base
+        sd = RELEASED["stable-diffusion-v1-5"]
+        return [sd.requirement(self.base or os.environ.get("ASVA_SD15_DIR") or None,
+                               fix=f"asva-bench weights fetch {sd.name}, then --model-arg base=DIR or "
+                                   "export ASVA_SD15_DIR=DIR")]
+
     @property
     def num_steps(self) -> int:
         return int(self.steps) if self.steps is not None else DEFAULT_STEPS[self.profile or "paper"]

@@ -3,10 +3,16 @@
 ``build_site(inputs, out)`` renders, with the jinja2 templates beside this
 module:
 
-- ``index.html``: the boards (one per dataset and profile);
-- ``board-<dataset>-<profile>.html``: a sortable models x metrics table with
-  the board's protocol fingerprint and a banner for every entry whose
-  coverage is incomplete or whose fingerprint differs;
+- ``index.html``: the boards (one per dataset, profile and protocol track);
+- ``board-<dataset>-<profile>-<track>.html``: a sortable models x metrics
+  table, ranked by default by the primary sync metric (AlignSync; ties share
+  a rank and a style), with the board's protocol fingerprint, a banner for
+  every entry whose coverage is incomplete or whose fingerprint differs, a
+  tag on every row of a reduced protocol (``--limit``), and, on the paper
+  boards of the ``asva-reference`` track, the published (reported) rows of
+  its dataset in their own section (published.py), never ranked with the
+  measured rows; a measured row shows its difference to the reported row of
+  the same model;
 - ``run-<slug>.html``: one page per run: provenance, per-class table, a plot
   of per-class sync scores and a paged gallery of clips (ground truth beside
   generated, lazily loaded).
@@ -32,8 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+from .published import PublishedRow, load_published, reported_value, rows_for
 from .validate import GROUNDTRUTH, REFERENCE_MODELS, Problem, ResultsError, ResultsFile, \
-    board_reference, check_fingerprint, find_results_files, load_entry, read_scores
+    board_reference, check_fingerprint, duplicate_labels, find_results_files, load_entry, read_scores
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -53,6 +60,8 @@ METRIC_HELP = {
     "relsync": "sync score relative to ground truth, x100",
 }
 CLIP_ID = re.compile(r"^[^/\\\x00]+(/[^/\\\x00]+)*$")
+#: The default rank: the first of these a board's ranked entries have (the paper's primary sync metric first).
+PRIMARY_METRICS = ("alignsync", "relsync")
 
 
 class SiteError(RuntimeError):
@@ -101,10 +110,12 @@ class Board:
     profile: str
     entries: list[Entry]
     reference: Entry | None
+    track: str = "corrected"
+    reported: list[PublishedRow] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
-        return f"{slugify(self.dataset)}-{slugify(self.profile)}"
+        return f"{slugify(self.dataset)}-{slugify(self.profile)}-{slugify(self.track)}"
 
     @property
     def page(self) -> str:
@@ -175,50 +186,118 @@ def load_entries(inputs) -> tuple[list[Entry], list[str]]:
     return entries, notes
 
 
-def make_boards(entries: list[Entry]) -> list[Board]:
-    groups: dict[tuple[str, str], list[Entry]] = {}
+def make_boards(entries: list[Entry], reported: bool = True) -> list[Board]:
+    """One board per (dataset, profile, track); with ``reported``, the published rows join the paper
+    boards of the asva-reference track of their dataset (such a board exists even with no measured
+    entry, so the numbers to compare against are always on the site)."""
+    groups: dict[tuple[str, str, str], list[Entry]] = {}
     for e in entries:
         groups.setdefault(e.rf.board_key, []).append(e)
+    published = load_published()[0] if reported else []
+    for r in published:
+        groups.setdefault((r.dataset, r.profile, r.track), [])
+    dups = duplicate_labels([e.rf for e in entries])
+    for i, problem in dups.items():
+        entries[i].problems.append(problem)
     boards = []
-    for (dataset, profile), group in sorted(groups.items()):
+    for (dataset, profile, track), group in sorted(groups.items()):
         ref_rf = board_reference([e.rf for e in group])
-        ref = next(e for e in group if e.rf is ref_rf)
+        ref = next((e for e in group if e.rf is ref_rf), None)
         for e in group:
             e.problems += check_fingerprint(e.rf, ref_rf)
         group.sort(key=lambda e: (e.model.lower(), e.slug))
-        boards.append(Board(dataset, profile, group, ref))
+        boards.append(Board(dataset, profile, group, ref, track, rows_for(dataset, profile, track, published)))
     return boards
 
 
 # --------------------------------------------------------------------------
 # Page contexts
 # --------------------------------------------------------------------------
+def _rounded(v) -> float | None:
+    """The value as shown (format_value): what ties and 'best' are decided on."""
+    return None if v is None else float(format_value(v))
+
+
+def primary_metric(board: Board, keys: list[str]) -> str | None:
+    ranked_keys = {k for e in board.entries if e.ranked for k in e.data["metrics"]}
+    return next((k for k in PRIMARY_METRICS if k in ranked_keys), next(iter(keys), None))
+
+
+def competition_ranks(values: list[float], higher_is_better: bool) -> list[int]:
+    """1 + the number of strictly better values: equal values share a rank ("1, 2, 2, 4")."""
+    return [1 + sum((w > v) if higher_is_better else (w < v) for w in values) for v in values]
+
+
 def board_context(board: Board) -> dict:
-    keys = metric_order({k for e in board.entries for k in e.data["metrics"]})
+    keys = metric_order({k for e in board.entries for k in e.data["metrics"]}
+                        | {k for r in board.reported for k in r.metrics})
+    hib_of = {}
+    for k in keys:
+        hib_of[k] = next((e.data["metrics"][k]["higher_is_better"] for e in board.entries if k in e.data["metrics"]),
+                         None)
+        if hib_of[k] is None:
+            from asva_bench.metrics import METRICS
+            hib_of[k] = METRICS.get(k).higher_is_better if k in METRICS else True
     columns = []
     for k in keys:
-        hib = next(e.data["metrics"][k]["higher_is_better"] for e in board.entries if k in e.data["metrics"])
-        means = [e.data["metrics"][k]["mean"] for e in board.entries if e.ranked and k in e.data["metrics"]]
+        hib = hib_of[k]
+        means = [_rounded(e.data["metrics"][k]["mean"]) for e in board.entries if e.ranked and k in e.data["metrics"]]
         best = (max(means) if hib else min(means)) if means else None
         long_name = next((e.data["metrics"][k].get("long_name") for e in board.entries
                           if isinstance(e.data["metrics"].get(k, {}).get("long_name"), str)), None)
         columns.append({"key": k, "label": metric_label(k), "help": long_name or METRIC_HELP.get(k, k),
                         "higher_is_better": hib, "best": best})
+
+    # default rank: the primary sync metric, on the values as shown
+    primary = primary_metric(board, keys)
+    ranked = [e for e in board.entries if e.ranked and primary in e.data["metrics"]]
+    ranks = dict(zip((e.slug for e in ranked),
+                     competition_ranks([_rounded(e.data["metrics"][primary]["mean"]) for e in ranked],
+                                       hib_of.get(primary, True)))) if primary else {}
+    tied = {r for r in ranks.values() if list(ranks.values()).count(r) > 1}
+
     rows = []
     for e in board.entries:
+        cfg = e.data["model"].get("config") or {}
         cells = []
         for c in columns:
             m = e.data["metrics"].get(c["key"])
             if m is None:
-                cells.append({"value": None, "text": format_value(None), "ci": "", "best": False})
+                cells.append({"value": None, "text": format_value(None), "ci": "", "best": False, "delta": None})
                 continue
+            delta = None
+            if board.reported and not e.is_groundtruth:
+                got = reported_value(board.reported, e.model, cfg, c["key"])
+                if got is not None:
+                    rv, row = got
+                    delta = {"text": f"{m['mean'] - rv:+.2f}", "reported": format_value(rv),
+                             "title": f"measured {format_value(m['mean'])} - reported {format_value(rv)} "
+                                      f"({row.model}, {row.where}; {row.citation})"}
             cells.append({"value": m["mean"], "text": format_value(m["mean"]),
                           "ci": f"{format_value(m['ci_low'])}\u2013{format_value(m['ci_high'])}",
-                          "best": e.ranked and c["best"] is not None and m["mean"] == c["best"]})
+                          "best": e.ranked and c["best"] is not None and _rounded(m["mean"]) == c["best"],
+                          "delta": delta})
         clips = e.data["clips"]
-        rows.append({"entry": e, "cells": cells, "clips": f"{clips['scored']}/{clips['expected']}"})
+        limit = (e.data.get("dataset") or {}).get("limit")
+        rank = ranks.get(e.slug)
+        rows.append({"entry": e, "cells": cells, "clips": f"{clips['scored']}/{clips['expected']}",
+                     "rank": rank, "tie": rank in tied, "limit": limit})
+    # ranked rows first, by rank; the others (reference rows, warnings, no primary value) by name
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["entry"].model.lower(), r["entry"].slug))
+
+    reported = []
+    for r in board.reported:
+        cells = [{"value": r.metrics.get(c["key"]), "text": format_value(r.metrics.get(c["key"]))} for c in columns]
+        reported.append({"row": r, "cells": cells, "is_reference": r.is_reference,
+                         "source_label": r.where.split(" (")[0] if r.source == "paper-table1" else "authors' release"})
     ref = board.reference.data if board.reference else {}
-    return {"board": board, "columns": columns, "rows": rows,
+    doc = load_published()[1] if board.reported else {}
+    study = doc.get("user_study") if doc.get("user_study", {}).get("dataset") == board.dataset else None
+    return {"board": board, "columns": columns, "rows": rows, "reported": reported,
+            "primary": {"key": primary, "label": metric_label(primary) if primary else None,
+                        "higher_is_better": hib_of.get(primary, True)} if primary else None,
+            "sources": doc.get("sources", {}), "user_study": study,
+            "sync_classifier": doc.get("sync_classifier") if board.reported else None,
             "protocol": ref.get("protocol", {}), "backbones": ref.get("backbones", {}),
             "encoding": ref.get("encoding", {}), "manifest_hash": ref.get("dataset", {}).get("manifest_hash"),
             "warned": [e for e in board.entries if e.problems]}
@@ -409,7 +488,7 @@ def replace_dir(tmp: Path, out: Path) -> None:
 
 
 def build_site(inputs, out, gallery_per_class: int = 2, gallery_page_size: int = 6,
-               progress: bool = True) -> dict:
+               progress: bool = True, reported: bool = True) -> dict:
     """Render the site for ``inputs`` (results files, run folders, entry folders) into ``out``.
 
     Returns a summary (also written as ``site.json``): boards, entries, pages, problems.
@@ -420,7 +499,7 @@ def build_site(inputs, out, gallery_per_class: int = 2, gallery_page_size: int =
         raise ValueError("gallery_per_class must be >= 0 and gallery_page_size >= 1")
     out = Path(out)
     entries, notes = load_entries(inputs)
-    boards = make_boards(entries)
+    boards = make_boards(entries, reported=reported)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
@@ -445,8 +524,10 @@ def build_site(inputs, out, gallery_per_class: int = 2, gallery_page_size: int =
                     bar.update(1)
         summary = {
             "schema": "asva-bench/site/v1", "site": str(out), "created": created, "notes": notes,
-            "boards": [{"dataset": b.dataset, "profile": b.profile, "page": b.page,
+            "boards": [{"dataset": b.dataset, "profile": b.profile, "track": b.track, "page": b.page,
                         "fingerprint": b.fingerprint,
+                        "reported": [{"model": r.model, "source": r.source, "where": r.where, "metrics": r.metrics}
+                                     for r in b.reported],
                         "entries": [{"model": e.model, "page": e.page, "results": str(e.rf.path),
                                      "fingerprint": e.rf.fingerprint, "reference": e.is_reference,
                                      "ranked": e.ranked,

@@ -36,14 +36,17 @@ def cmd_leaderboard_build(args) -> int:
     from .validate import ResultsError
     try:
         summary = build_site(args.results, args.out, gallery_per_class=args.gallery_per_class,
-                             gallery_page_size=args.gallery_page_size, progress=show_progress())
+                             gallery_page_size=args.gallery_page_size, progress=show_progress(),
+                             reported=not args.no_reported)
     except (ResultsError, SiteError, ValueError) as e:
         return _fail(args, str(e))
     lines = [f"site written to {args.out} (open {args.out}/index.html)"]
     for b in summary["boards"]:
         warned = [e for e in b["entries"] if e["problems"]]
-        lines.append(f"  {b['dataset']}/{b['profile']}: {len(b['entries'])} entries, fingerprint "
-                     f"{b['fingerprint']}" + (f", {len(warned)} with warnings" if warned else ""))
+        lines.append(f"  {b['dataset']}/{b['profile']}/{b['track']}: {len(b['entries'])} entries"
+                     + (f" + {len(b['reported'])} reported rows" if b["reported"] else "")
+                     + (f", fingerprint {b['fingerprint']}" if b["fingerprint"] else "")
+                     + (f", {len(warned)} with warnings" if warned else ""))
         for e in warned:
             for p in e["problems"]:
                 lines.append(f"    ! {e['model']}: {p['kind']}: {p['message']}")
@@ -54,11 +57,18 @@ def cmd_leaderboard_build(args) -> int:
 
 def cmd_leaderboard_validate(args) -> int:
     from .validate import ENTRIES_DIR, ResultsError, validate_submission
+    from .validate import duplicate_labels, load_entry
     try:
         reports = [validate_submission(f, entries_dir=args.entries or ENTRIES_DIR, reference=args.reference)
                    for f in args.files]
+        # two of the files given together may also claim one label on one board
+        given = [load_entry(f) for f in args.files]
     except ResultsError as e:
         return _fail(args, str(e))
+    for i, problem in duplicate_labels(given).items():
+        if problem.kind not in {p.kind for p in reports[i].problems}:
+            reports[i].problems.append(problem)
+            reports[i].ok = False
     ok = all(r.ok for r in reports)
     lines = []
     for r in reports:
@@ -120,6 +130,8 @@ def add_commands(subparsers) -> None:
                    help="sample clips per class on a model page (default 2)")
     p.add_argument("--gallery-page-size", type=int, default=6, metavar="N",
                    help="clips per gallery page (default 6)")
+    p.add_argument("--no-reported", action="store_true",
+                   help="leave out the published (reported) rows of the paper's Table 1 and the authors' release")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_leaderboard_build)
 

@@ -175,6 +175,15 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
         w.writeframes(pcm.tobytes())
 
 
+def write_poster(video: Path, dst: Path) -> None:
+    """A clip's first frame as PNG: what its player shows before it plays (preload is off, so without
+    a poster a sheet of many clips would show black boxes)."""
+    from PIL import Image
+    from asva_bench.avio import VideoFrames
+
+    Image.fromarray(VideoFrames(video).get([0])[0]).save(dst, format="PNG")
+
+
 def write_input_media(video: Path, image_dst: Path, audio_dst: Path) -> None:
     """The input image (first frame of the source clip) as PNG and its audio as WAV."""
     from PIL import Image
@@ -239,12 +248,14 @@ def make_study(runs, raters: int, out, per_example: int | None = None, examples:
                              disable=not progress):
             img, aud = f"media/{opaque('image', clip)}.png", f"media/{opaque('audio', clip)}.wav"
             write_input_media(source.video(clip), sheets_dir / img, sheets_dir / aud)
-            vids = {}
+            vids, posters = {}, {}
             for r in study_runs:
                 rel = f"media/{opaque('video', r.label, clip)}.mp4"
                 link_or_copy(r.video(clip), sheets_dir / rel)
                 vids[r.label] = rel
-            media[ex] = {"image": img, "audio": aud, "videos": vids}
+                posters[r.label] = f"media/{opaque('poster', r.label, clip)}.png"
+                write_poster(r.video(clip), sheets_dir / posters[r.label])
+            media[ex] = {"image": img, "audio": aud, "videos": vids, "posters": posters}
 
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                                  autoescape=True, undefined=jinja2.StrictUndefined,
@@ -264,7 +275,8 @@ def make_study(runs, raters: int, out, per_example: int | None = None, examples:
                 letters = LETTERS[:len(labels)]
                 mapping[ex] = dict(zip(letters, labels))
                 items.append({"id": ex, "image": media[ex]["image"], "audio": media[ex]["audio"],
-                              "candidates": [{"letter": L, "video": media[ex]["videos"][lab]}
+                              "candidates": [{"letter": L, "video": media[ex]["videos"][lab],
+                                              "poster": media[ex]["posters"][lab]}
                                              for L, lab in zip(letters, labels)]})
             page = {"schema": VOTES_SCHEMA, "study_id": study_id, "sheet_id": sheet_id, "rater": rater,
                     "questions": QUESTIONS,

@@ -7,7 +7,9 @@ entry and shows a banner on coverage or fingerprint problems, and
 
 Problems carry a ``kind``: ``schema`` (the file cannot be read as results),
 ``coverage`` (clips missing or failed), ``fingerprint`` (not comparable with
-the board it is meant for).
+the board it is meant for), ``values`` (a per-clip metric's mean outside its
+own interval) and ``duplicate`` (a model label another entry of the same
+board already has). A board is one (dataset, profile, track).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ResultsError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str      # schema | coverage | fingerprint
+    kind: str      # schema | coverage | fingerprint | values | duplicate
     where: str     # JSON path inside the file, e.g. "metrics.ia.ci_low"
     message: str
 
@@ -69,8 +71,23 @@ class ResultsFile:
         return str(self.data.get("fingerprint", ""))
 
     @property
-    def board_key(self) -> tuple[str, str]:
-        return (self.dataset, self.profile)
+    def track(self) -> str:
+        """The protocol track (a file without one: the profile's default, see published.track_of)."""
+        from .published import track_of
+        return track_of(self.data)
+
+    @property
+    def board_key(self) -> tuple[str, str, str]:
+        return (self.dataset, self.profile, self.track)
+
+    @property
+    def label(self) -> str:
+        """The model label a board shows (name plus the arguments that differ from the defaults)."""
+        try:
+            from asva_bench.results import model_label
+            return model_label(self.data)
+        except Exception:  # a file too broken for a label: its name
+            return self.model
 
 
 # --------------------------------------------------------------------------
@@ -258,6 +275,58 @@ def check_protocol(data: dict) -> list[Problem]:
 
 
 # --------------------------------------------------------------------------
+# Values
+# --------------------------------------------------------------------------
+def _set_level(name: str, m: dict) -> bool:
+    """Frechet distances (FID, FVD) are set-level: their bootstrap interval may lie beside the point
+    estimate (docs/protocol.md, "Confidence intervals"); means of per-clip values may not."""
+    if "n_clips" in m:
+        return False
+    if "n_rows" in m or "n_videos" in m:
+        return True
+    try:
+        from asva_bench.metrics import METRICS, FrechetMetric
+        return issubclass(METRICS.get(name), FrechetMetric)
+    except Exception:  # an unknown metric: held to the rule
+        return False
+
+
+def check_values(data: dict) -> list[Problem]:
+    """A per-clip metric's mean must lie inside its own 95% interval (a bootstrap of a mean cannot put it
+    outside, up to rounding); a mean outside was edited or mis-computed."""
+    out = []
+    for name, m in (data.get("metrics") or {}).items():
+        if not isinstance(m, dict) or not all(_is_number(m.get(k)) for k in ("mean", "ci_low", "ci_high")):
+            continue
+        if _set_level(name, m):
+            continue
+        tol = 1e-6 * max(1.0, abs(m["mean"]))
+        if not m["ci_low"] - tol <= m["mean"] <= m["ci_high"] + tol:
+            out.append(Problem("values", f"metrics.{name}.mean",
+                               f"mean {m['mean']} lies outside its own 95% interval [{m['ci_low']}, "
+                               f"{m['ci_high']}]; the file was edited or computed wrongly: rescore the run"))
+    return out
+
+
+def duplicate_labels(files: list[ResultsFile]) -> dict[int, Problem]:
+    """index -> problem, for every file whose model label another file on the same board also has, with
+    the same fingerprint (one of another fingerprint is flagged as such already, e.g. a --limit run)."""
+    seen: dict[tuple, list[int]] = {}
+    for i, rf in enumerate(files):
+        seen.setdefault(rf.board_key + (rf.fingerprint, rf.label), []).append(i)
+    out = {}
+    for key, idx in seen.items():
+        if len(idx) > 1:
+            for i in idx:
+                others = ", ".join(str(files[j].path) for j in idx if j != i)
+                out[i] = Problem("duplicate", "model.name",
+                                 f"model label '{key[4]}' is already on board {'/'.join(key[:3])} ({others}); "
+                                 "one entry per model and arguments: remove one, or tell them apart with "
+                                 "different --model-arg values")
+    return out
+
+
+# --------------------------------------------------------------------------
 # Coverage
 # --------------------------------------------------------------------------
 def check_coverage(data: dict, scores: list[dict] | None = None) -> list[Problem]:
@@ -372,7 +441,7 @@ def load_entry(path) -> ResultsFile:
     rf = read_results(path)
     rf.problems = check_schema(rf.data)
     if not rf.problems:
-        rf.problems += check_protocol(rf.data) + check_fingerprint_inputs(rf.data)
+        rf.problems += check_protocol(rf.data) + check_fingerprint_inputs(rf.data) + check_values(rf.data)
         scores = read_scores(rf.scores_path) if rf.scores_path else None
         rf.problems += check_coverage(rf.data, scores)
     return rf
@@ -396,26 +465,28 @@ class ValidationReport:
 
 
 def validate_submission(path, entries_dir=ENTRIES_DIR, reference=None) -> ValidationReport:
-    """Check a file for the published board: schema, fingerprint and full coverage.
+    """Check a file for the published board: schema, values, fingerprint, full coverage, and a model
+    label no other entry of its board has.
 
     The fingerprint is compared with ``reference`` (a results file) when given,
-    else with the board in ``entries_dir`` for the same dataset and profile.
+    else with the board in ``entries_dir`` for the same dataset, profile and track.
     """
     rf = load_entry(path)
     problems = list(rf.problems)
     ref = None
     if not any(p.kind == "schema" for p in problems):
-        if reference is not None:
-            ref = read_results(reference)
-        elif entries_dir is not None and Path(entries_dir).is_dir():
-            same_board = []
+        same_board = []
+        if entries_dir is not None and Path(entries_dir).is_dir():
             for q in sorted(Path(entries_dir).rglob("*.json")):
-                if q.resolve() == Path(path).resolve():
+                if q.resolve() == Path(path).resolve() or q.name.endswith(".scores.json"):
                     continue
                 other = read_results(q)
                 if not check_schema(other.data) and other.board_key == rf.board_key:
                     same_board.append(other)
-            ref = board_reference(same_board)
+        ref = read_results(reference) if reference is not None else board_reference(same_board)
         problems += check_fingerprint(rf, ref)
+        dup = duplicate_labels([rf] + same_board).get(0)
+        if dup is not None:
+            problems.append(dup)
     return ValidationReport(str(path), not problems, rf.model, rf.dataset, rf.profile,
                             rf.fingerprint, str(ref.path) if ref else None, problems)

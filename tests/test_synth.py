@@ -268,7 +268,10 @@ def test_default_root_and_cli(built, monkeypatch, capsys):
     assert S.default_root() == built == S.SYNTH.resolve_default() == S.SYNTH.resolve_root()
     assert S.ensure_synth(progress=False) == built           # complete: nothing to do
     monkeypatch.delenv("ASVA_SYNTH_ROOT")
+    monkeypatch.delenv("ASVA_BENCH_HOME", raising=False)
     assert S.default_root() == (S.Path.home() / ".cache/asva-bench/datasets/synth")
+    monkeypatch.setenv("ASVA_BENCH_HOME", str(built.parent / "home"))   # the cache root moves synth too
+    assert S.default_root() == built.parent / "home" / "datasets" / "synth"
     rc = S.main(["--root", str(built), "--seed", str(SEED), "--videos-per-class", str(PER_CLASS),
                  "--json", "--no-progress"])
     out = capsys.readouterr().out

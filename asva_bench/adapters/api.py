@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 
 from ..protocol import PAPER, ProtocolConfig
+from ..requirements import Requirement
 
 #: Inputs an adapter may declare. "video" (the ground-truth clip) is reserved
 #: for the reference row and never given to a model under test.
@@ -65,6 +66,19 @@ class Adapter:
     ``first_frame``: "input" means frame 1 of the output is the conditioning
     image (the harness writes the input image there exactly, as AVSyncD keeps
     the frame-1 latent fixed); "generated" keeps the model's own frame 1.
+
+    ``native_rate``: None (the default) means ``generate`` returns exactly the
+    protocol's clip (12 frames at the protocol size). An adapter whose model
+    has its own output rate declares it as ``(num_frames, fps)`` (e.g.
+    ``(48, 24.0)``), or overrides :meth:`native_output`; it then returns
+    ``[B, num_frames, 3, h, w]`` at any size, and the harness maps that onto the
+    protocol with the protocol's own rules (timestamp selection, spatial
+    transform; :mod:`asva_bench.adapters.resample`) and records the mapping in
+    run.json.
+
+    ``required_files(protocol)`` lists the weights and checkpoints the adapter
+    will load (:class:`asva_bench.requirements.Requirement`), so `asva-bench
+    run` can report every missing one before it generates anything.
     """
 
     name: ClassVar[str] = "adapter"
@@ -72,6 +86,7 @@ class Adapter:
     first_frame: ClassVar[str] = "input"
     batch_size: ClassVar[int] = 8
     description: ClassVar[str] = ""
+    native_rate: ClassVar[tuple[int, float] | None] = None
 
     def __init__(self, **kwargs):
         if kwargs:
@@ -84,6 +99,17 @@ class Adapter:
 
     def setup(self, protocol: ProtocolConfig, device: str = "cpu") -> None:
         """Load weights etc. Called once before the first batch."""
+
+    def required_files(self, protocol: ProtocolConfig) -> list[Requirement]:
+        """The weight files, checkpoints and model folders ``setup`` will load (default: none).
+
+        Called before any generation; must not load anything itself.
+        """
+        return []
+
+    def native_output(self, protocol: ProtocolConfig) -> tuple[int, float] | None:
+        """``(num_frames, fps)`` of what ``generate`` returns, or None for the protocol's clip."""
+        return self.native_rate
 
     # -- recorded in the run manifest ---------------------------------------
     def config(self) -> dict:
@@ -106,8 +132,10 @@ class Adapter:
 def validate_output(adapter: Adapter, batch: ClipBatch, out) -> torch.Tensor:
     """Check an adapter's output; returns float32 [B, T, 3, H, W] in [0, 1].
 
-    Frame 1 is replaced by the conditioning image for ``first_frame == "input"``
-    adapters (the protocol defines frame 1 as the input).
+    An adapter with a native output rate (:meth:`Adapter.native_output`) has
+    its frames mapped onto the protocol first. Frame 1 is replaced by the
+    conditioning image for ``first_frame == "input"`` adapters (the protocol
+    defines frame 1 as the input).
     """
     cfg = batch.protocol
     want = (len(batch), cfg.num_frames, 3, cfg.height, cfg.width)
@@ -115,9 +143,30 @@ def validate_output(adapter: Adapter, batch: ClipBatch, out) -> torch.Tensor:
     who = f"adapter '{adapter.name}' on clips [{ids}]"
     if not torch.is_tensor(out):
         raise AdapterError(f"{who}: generate() returned {type(out).__name__}, expected a torch.Tensor {list(want)}")
-    if tuple(out.shape) != want:
-        raise AdapterError(f"{who}: output shape {list(out.shape)}, expected {list(want)} "
-                           "([batch, frames, 3, height, width] at the protocol size)")
+    native = adapter.native_output(cfg)
+    if native is None:
+        if tuple(out.shape) != want:
+            raise AdapterError(f"{who}: output shape {list(out.shape)}, expected {list(want)} "
+                               "([batch, frames, 3, height, width] at the protocol size)")
+        out = _checked_values(adapter, batch, who, out)
+    else:
+        from .resample import map_to_protocol
+        n = int(native[0])
+        if out.ndim != 5 or out.shape[0] != len(batch) or out.shape[1] != n or out.shape[2] != 3:
+            raise AdapterError(f"{who}: output shape {list(out.shape)}, expected [{len(batch)}, {n}, 3, h, w] "
+                               f"(the {n} frames its native_output {tuple(native)} declares)")
+        out = map_to_protocol(_checked_values(adapter, batch, who, out), native, cfg)
+    out = out.clamp(0.0, 1.0)
+    if adapter.first_frame == "input":
+        out[:, 0] = batch.first_frame.float()
+    elif adapter.first_frame != "generated":
+        raise AdapterError(f"adapter '{adapter.name}': first_frame must be 'input' or 'generated', "
+                           f"got {adapter.first_frame!r}")
+    return out
+
+
+def _checked_values(adapter: Adapter, batch: ClipBatch, who: str, out: torch.Tensor) -> torch.Tensor:
+    """uint8 or float frames -> float32 on the CPU; NaN/inf and values outside [0, 1] are errors."""
     if out.dtype == torch.uint8:
         out = out.float() / 255.0
     if not out.is_floating_point():
@@ -135,13 +184,30 @@ def validate_output(adapter: Adapter, batch: ClipBatch, out) -> torch.Tensor:
         i = int(((flat.min(1).values < -tol) | (flat.max(1).values > 1 + tol)).nonzero()[0])
         raise AdapterError(f"adapter '{adapter.name}': clip {batch.clip_ids[i]} has values in "
                            f"[{lo:.3f}, {hi:.3f}]; outputs must be in [0, 1] (map [-1, 1] with (x + 1) / 2)")
-    out = out.clamp(0.0, 1.0)
-    if adapter.first_frame == "input":
-        out[:, 0] = batch.first_frame.float()
-    elif adapter.first_frame != "generated":
-        raise AdapterError(f"adapter '{adapter.name}': first_frame must be 'input' or 'generated', "
-                           f"got {adapter.first_frame!r}")
-    return out
+    return out.clamp(0.0, 1.0)
+
+
+def check_adapter_class(cls, target: str = "") -> None:
+    """Refuse an adapter class that cannot work: no ``name`` of its own, or unknown ``inputs``.
+
+    Called when a name or ``module:Class`` is resolved (built-ins, plugins, the command line).
+    """
+    where = f" ({target})" if target else ""
+    own_name = any("name" in vars(c) for c in cls.__mro__ if c is not Adapter and issubclass(c, Adapter))
+    if not own_name or not isinstance(cls.name, str) or not cls.name.strip():
+        raise AdapterError(f"adapter class {cls.__name__}{where} has no name: set the class attribute "
+                           "`name = \"my-model\"` (it labels runs and the leaderboard)")
+    inputs = cls.inputs
+    if isinstance(inputs, str) or not isinstance(inputs, (tuple, list)) or not inputs:
+        raise AdapterError(f"adapter '{cls.name}'{where}: inputs must be a non-empty tuple of names from "
+                           f"{', '.join(KNOWN_INPUTS)}, got {inputs!r}")
+    unknown = [i for i in inputs if i not in KNOWN_INPUTS]
+    if unknown:
+        import difflib
+        hints = [f"'{u}' (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(str(u), KNOWN_INPUTS, n=1))
+                 else f"'{u}'" for u in unknown]
+        raise AdapterError(f"adapter '{cls.name}'{where}: unknown input name {', '.join(hints)}; "
+                           f"inputs are chosen from {', '.join(KNOWN_INPUTS)}")
 
 
 def parse_model_args(adapter_cls: type[Adapter], pairs: list[str]) -> dict:

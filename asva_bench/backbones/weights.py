@@ -152,6 +152,8 @@ def matches(wf: WeightFile, digest: str) -> bool:
 # Messages
 # --------------------------------------------------------------------------
 def _source(wf: WeightFile) -> str:
+    if wf.url is None and wf.note:  # the note names the manual source (e.g. a Google Drive share)
+        return wf.note
     src = wf.url or "no public download; it is produced by this project's training commands"
     return src + (f" ({wf.note})" if wf.note else "")
 

@@ -83,7 +83,8 @@ ENCODER_PRESET = "ultrafast"
 MARKER = "synth.json"
 PLAN = "synth.building.json"   # settings of a build in progress, so it can be resumed
 ENV_VAR = "ASVA_SYNTH_ROOT"
-DEFAULT_ROOT = "~/.cache/asva-bench/datasets/synth"
+#: Shown in help texts; the default root is ``$ASVA_BENCH_HOME/datasets/synth`` (:func:`default_root`).
+DEFAULT_ROOT = "$ASVA_BENCH_HOME/datasets/synth"
 
 Color = np.ndarray  # uint8 [3]
 
@@ -1548,8 +1549,12 @@ def _build(root: Path, config: dict, classes, videos_per_class: int, seed: int, 
 
 
 def default_root() -> Path:
+    """$ASVA_SYNTH_ROOT, else ``datasets/synth`` under $ASVA_BENCH_HOME (default ~/.cache/asva-bench)."""
     env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path(DEFAULT_ROOT).expanduser()
+    if env:
+        return Path(env).expanduser()
+    from ..home import home
+    return home() / "datasets" / "synth"
 
 
 def ensure_synth(root=None, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_PER_CLASS, classes=None,
@@ -1596,8 +1601,12 @@ class SynthSpec(DatasetSpec):
     """``synth`` builds itself: loading from the default root builds the set there first."""
 
     def resolve_default(self) -> Path:
-        """$ASVA_SYNTH_ROOT or ~/.cache/asva-bench/datasets/synth (need not exist yet)."""
+        """$ASVA_SYNTH_ROOT or $ASVA_BENCH_HOME/datasets/synth (need not exist yet)."""
         return default_root()
+
+    def resolve_root(self, root=None) -> Path:
+        # the default follows $ASVA_BENCH_HOME at call time, not at import
+        return super().resolve_root(root if root is not None or os.environ.get(self.env_var) else default_root())
 
     def expectations(self, root) -> tuple[dict, int | None]:
         """A synth build is checked against what its own build record says it made."""

@@ -149,6 +149,22 @@ def cmd_train_evaluators(args) -> int:
     return 0 if res.get("quality", {}).get("all_pass", True) else 1
 
 
+class _DeprecatedSize(argparse.Action):
+    """``--size`` of the sync commands: the old name of ``--profile``, kept for one release."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use --profile {values} (the same choice, the flag every "
+              "other command uses)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _profile_args(p, help_text: str) -> None:
+    # stored as args.size, the name the handlers read
+    p.add_argument("--profile", dest="size", choices=["mini", "paper"], default="mini", help=help_text)
+    p.add_argument("--size", dest="size", choices=["mini", "paper"], action=_DeprecatedSize,
+                   help="deprecated alias of --profile")
+
+
 def add_commands(sub):
     """Add `sync` and `train` to the top-level sub-parsers; returns the `train` sub-parsers
     so model training commands (base, avsyncd, i2vd) join the same group."""
@@ -158,9 +174,9 @@ def add_commands(sub):
 
     t = ssub.add_parser("train", help="contrastive training (PROTOCOL.md section 4), resumable")
     _cache_args(t)
-    t.add_argument("--size", choices=["mini", "paper"], default="mini")
+    _profile_args(t, "the classifier's size and training recipe (default mini)")
     t.add_argument("--out", help="training folder: checkpoint/, loss_log.jsonl, train_config.json, "
-                                 "sync-<size>.safetensors (default runs/sync/<dataset>-<size>)")
+                                 "sync-<profile>.safetensors (default runs/sync/<dataset>-<profile>)")
     t.add_argument("--steps", type=int)
     t.add_argument("--num-clips", type=int, help="K clips 0.2 s apart per video (mini 9, paper 21)")
     t.add_argument("--batch-videos", type=int, help="videos per step (mini 8, paper 32)")
@@ -177,8 +193,7 @@ def add_commands(sub):
     e = ssub.add_parser("eval", help="shift-classification accuracy (paper and coarse protocols), P_Sync, "
                                      "RelSync checks")
     _cache_args(e)
-    e.add_argument("--size", choices=["mini", "paper"], default="mini",
-                   help="classifier size when --checkpoint is a released folder or absent (default mini)")
+    _profile_args(e, "classifier size when --checkpoint is a released folder or absent (default mini)")
     e.add_argument("--checkpoint", help="our sync-*.safetensors, or a released 'modules' folder with "
                                         "audio_encoder/ video_encoder/ head/ (default: the registered backbone)")
     e.add_argument("--split", default="test")

@@ -10,13 +10,10 @@
     return type === 'num' ? parseFloat(raw) : raw;
   }
 
-  function sortTable(table, col, dir) {
-    var th = table.tHead.rows[0].cells[col];
-    var type = th.getAttribute('data-type') || 'text';
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
+  function sortBody(body, col, type, sign) {
+    // each tbody sorts on its own: reported rows never mix with measured ones; a section row stays first
+    var rows = Array.prototype.slice.call(body.rows).filter(function (r) { return !r.classList.contains('section'); });
     var keyed = rows.map(function (r, i) { return { row: r, v: cellValue(r, col, type), i: i }; });
-    var sign = dir === 'asc' ? 1 : -1;
     keyed.sort(function (a, b) {
       if (a.v === null && b.v === null) return a.i - b.i;
       if (a.v === null) return 1;            // missing values last, whatever the direction
@@ -27,6 +24,13 @@
     var frag = document.createDocumentFragment();
     keyed.forEach(function (k) { frag.appendChild(k.row); });
     body.appendChild(frag);
+  }
+
+  function sortTable(table, col, dir) {
+    var th = table.tHead.rows[0].cells[col];
+    var type = th.getAttribute('data-type') || 'text';
+    var sign = dir === 'asc' ? 1 : -1;
+    Array.prototype.forEach.call(table.tBodies, function (body) { sortBody(body, col, type, sign); });
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute('aria-sort'); });
     th.setAttribute('aria-sort', dir === 'asc' ? 'ascending' : 'descending');
   }

@@ -235,6 +235,43 @@ class AVSyncDFamily(Adapter):
                         init_strength=self.sampling_strength, conditioning=self.conditioning_mode)
         return out.frames.float().cpu()
 
+    # -- pre-flight (asva_bench/preflight.py) -----------------------------------------
+    def required_files(self, protocol: ProtocolConfig) -> list:
+        """The checkpoint folder (ours, or the authors' released ``.../checkpoint-N/modules`` with
+        ``unet/``), Stable Diffusion 1.5 and, for AVSyncD, ImageBind-huge (paper profile)."""
+        import os
+
+        from asva_bench.checkpoints import RELEASED
+        from asva_bench.requirements import VERIFY_COMMAND, Requirement
+        if profile_of(protocol) == "mini":
+            return []  # the shipped mini checkpoints and base; a given folder is checked at setup
+        ck = Path(str(self.checkpoint)).expanduser() if self.checkpoint else None
+        released = RELEASED["avsyncd-avsync15"]
+        what = f"{self.name} checkpoint folder (--model-arg checkpoint=DIR)"
+        source = (f"`asva-bench train {self.model_kind} --profile paper` (its checkpoint/ folder)"
+                  + (f", or the authors' release: {released.source}" if self.model_kind == "avsyncd" else ""))
+        if ck is not None and (ck / "unet").is_dir():  # the released layout
+            reqs = [Requirement(what=what + ", released layout", path=str(ck), files=released.files,
+                                json_files=released.json_files, source=source, check=VERIFY_COMMAND)]
+        else:
+            reqs = [Requirement(what=what, path=None if ck is None else str(ck), files=(CONFIG_FILE, TRAINABLE_WEIGHTS_FILE),
+                                json_files=(CONFIG_FILE,), source=source,
+                                place_at="any folder; released ones: `asva-bench weights list --profile paper`",
+                                fix="--model-arg checkpoint=DIR")]
+        sd = RELEASED["stable-diffusion-v1-5"]
+        base = self.base or os.environ.get("ASVA_SD15_DIR")
+        reqs.append(sd.requirement(base or None, fix=f"asva-bench weights fetch {sd.name}, then --model-arg base=DIR "
+                                              "or export ASVA_SD15_DIR=DIR"))
+        if self.model_kind == "avsyncd":
+            from asva_bench.backbones import get_backbone_spec
+            from asva_bench.backbones.weights import _source, cache_path, locate
+            spec = get_backbone_spec("imagebind-huge")
+            wf = spec.weights[0]
+            reqs.append(Requirement(what="ImageBind-huge weights (AVSyncD's audio encoder)", kind="file",
+                                    path=str(locate(spec, wf)), source=_source(wf), place_at=str(cache_path(spec, wf)),
+                                    fix="asva-bench weights fetch imagebind-huge", check=VERIFY_COMMAND))
+        return reqs
+
 
 class AVSyncD(AVSyncDFamily):
     name = "avsyncd"
