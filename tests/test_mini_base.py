@@ -265,8 +265,14 @@ def test_inflated_base_equals_2d_base_at_init_and_samples_through_pipeline():
     out = pipe(image, audio[:1], torch.zeros(1, geo.n_tokens, geo.dim), prompt=["dog bark"],
                num_inference_steps=2, num_frames=4, generator=0, progress=False)
     assert out.frames.shape == (1, 4, 3, 64, 64)
-    # frame 1 is the input image seen through the latent codec
-    torch.testing.assert_close(out.frames[0, 0], base.decode_latents(base.encode_images(image))[0], atol=1e-5, rtol=0)
+    # conditioning "exact" (the default): frame 1 is the input image itself
+    assert torch.equal(out.frames[0, 0], image[0])
+    # conditioning "reference": frame 1 is the uint8-truncated input seen through the latent codec
+    ref = pipe(image, audio[:1], torch.zeros(1, geo.n_tokens, geo.dim), prompt=["dog bark"], conditioning="reference",
+               num_inference_steps=2, num_frames=4, generator=0, progress=False)
+    quantised = torch.floor(image * 255) / 255
+    torch.testing.assert_close(ref.frames[0, 0], base.decode_latents(base.encode_images(quantised))[0], atol=1e-5,
+                               rtol=0)
 
 
 def test_cli_registers_base_and_rejects_paper_profile(tmp_path):
