@@ -326,15 +326,16 @@ def to_uint8_frames(frames, quantisation: str = "round") -> np.ndarray:
 
 def write_clip(path, frames, fps: float, audio=None, sample_rate: int = 16000,
                lossless: bool = False, preset: str | None = None, threads: int | None = None,
-               quantisation: str = "round", keep_channels: bool = False) -> Path:
+               quantisation: str = "round", keep_channels: bool = False, x264_params: str | None = None) -> Path:
     """Write an mp4 (h264 yuv420p + AAC) atomically.
 
     Default settings follow torchvision's write_video (libx264 defaults), which
     the paper's numbers were made with; ``lossless`` uses crf 0 (part of the
     run fingerprint). ``preset`` is only for the synthetic-data builder.
     ``threads`` fixes the encoder's thread count (None: x264's automatic
-    count, whose output depends on the machine); generated clips are written
-    with :func:`write_generated_clip`, single-threaded. Audio is muxed mono
+    count, whose output depends on the machine) and ``x264_params`` passes
+    x264 options; generated clips are written with :func:`write_generated_clip`
+    (:class:`ClipEncoding`: deterministic settings). Audio is muxed mono
     unless ``keep_channels`` (a [C, samples] array: mono or stereo, as
     torchvision's writer lays it out).
     """
@@ -352,10 +353,12 @@ def write_clip(path, frames, fps: float, audio=None, sample_rate: int = 16000,
                 opts["crf"] = "0"
             if preset:
                 opts["preset"] = preset
+            if threads is not None:
+                opts["threads"] = str(int(threads))
+            if x264_params:
+                opts["x264-params"] = x264_params
             vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=opts)
             vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
-            if threads is not None:
-                vs.codec_context.thread_count = int(threads)
             a_stream = None
             if audio is not None:
                 a = audio_channels_np(audio) if keep_channels else to_mono_np(audio)[None, :]
@@ -383,17 +386,25 @@ def write_clip(path, frames, fps: float, audio=None, sample_rate: int = 16000,
 class ClipEncoding:
     """How generated clips are written; recorded as the run's "encoding" block (in its fingerprint).
 
-    One x264 thread: x264's output depends on its thread count (automatic by
-    default, i.e. on the machine), so a fixed single thread makes the same run
-    write the same bytes everywhere (tested across processes).
+    x264 at its default settings (as torchvision's write_video) with two
+    changes that make the same run write the same bytes on every machine and in
+    every process (tested): one thread (x264's automatic thread count depends on
+    the machine, and its output on the count) and x264's plain C code paths
+    (``asm=0``): with its SIMD code, x264's lookahead on frames as small as the
+    mini profile's 64 x 64 reads memory it did not write, and 64 x 64 clips of
+    one tensor came out different in about half of the encodes, single-threaded
+    (measured); which SIMD code runs also depends on the CPU. The C code makes
+    the same decisions as x264's defaults, with its own float rounding.
     """
     quantisation: str = "round"
     lossless: bool = False
     threads: int = 1
+    x264_params: str = "asm=0"
 
     def to_dict(self) -> dict:
         return {"codec": "libx264", "pix_fmt": "yuv420p", "x264_settings": "defaults", "lossless": self.lossless,
-                "threads": self.threads, "quantisation": self.quantisation, "audio": "aac"}
+                "threads": self.threads, "x264_params": self.x264_params, "quantisation": self.quantisation,
+                "audio": "aac"}
 
 
 #: The frame quantisation of each profile's generated clips: paper writes like the reference
@@ -410,7 +421,7 @@ def write_generated_clip(path, frames, cfg: ProtocolConfig, encoding: ClipEncodi
     (1-D mono, or [C, samples] kept as mono / stereo, as the reference's writer does)."""
     keep = audio is not None and getattr(audio, "ndim", 1) == 2
     return write_clip(path, frames, cfg.fps, audio=audio, sample_rate=cfg.sample_rate,
-                      lossless=encoding.lossless, threads=encoding.threads,
+                      lossless=encoding.lossless, threads=encoding.threads, x264_params=encoding.x264_params,
                       quantisation=encoding.quantisation, keep_channels=keep)
 
 

@@ -176,7 +176,13 @@ def _results_text(results: dict, run_dir) -> str:
     for m, s in results["metrics"].items():
         arrow = "higher is better" if s["higher_is_better"] else "lower is better"
         lines.append(f"  {LABELS.get(m, m):<10} {s['mean']:9.2f}  95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  ({arrow})")
-    lines.append(f"results: {Path(run_dir) / 'results.json'}  per clip: {Path(run_dir) / 'scores.jsonl'}")
+    if results.get("generated_on_track"):  # rescored under another track than the run's
+        track = results["protocol"]["track"]
+        res, per_clip = f"results.{track}.json", f"results.{track}.scores.jsonl"
+    else:
+        res, per_clip = "results.json", "scores.jsonl"
+    lines.append(f"results: {Path(run_dir) / res}  per clip: {Path(run_dir) / per_clip}  "
+                 f"(track {results['protocol'].get('track')})")
     return "\n".join(lines)
 
 
@@ -332,7 +338,7 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
                    help="score although the dataset changed since generation (recorded)")
     s.add_argument("--track", choices=["asva-reference", "corrected"],
                    help="rescore the same clips under this protocol track (default: the run's); another track "
-                        "than the run's writes results.<track>.json beside results.json")
+                        "than the run's writes results.<track>.json (+ .scores.jsonl) beside results.json")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)

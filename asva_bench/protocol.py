@@ -65,11 +65,17 @@ class ProtocolConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return fingerprint_of(self.to_dict())
 
     def replace(self, **changes) -> "ProtocolConfig":
         return dataclasses.replace(self, **changes)
+
+
+def fingerprint_of(params: dict) -> str:
+    """The fingerprint of protocol parameters as written (a results file from before protocol tracks
+    has no ``track`` field; its fingerprint is still the hash of what it holds)."""
+    blob = json.dumps(params, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 PAPER = ProtocolConfig()

@@ -82,11 +82,12 @@ def run_protocol(record: dict, track: str | None = None) -> ProtocolConfig:
 
 def results_paths(run_dir: Path, record: dict, cfg: ProtocolConfig) -> tuple[Path, Path]:
     """(results.json, scores.jsonl) of a scoring; a rescoring under another track than the run's
-    writes results.<track>.json / scores.<track>.jsonl beside them, leaving the run's own intact."""
+    writes results.<track>.json / results.<track>.scores.jsonl beside them (the leaderboard's naming
+    of a results file and its scores), leaving the run's own intact."""
     run_dir = Path(run_dir)
     if cfg.track == record_track(record["protocol"], record.get("profile", "paper")):
         return run_dir / "results.json", run_dir / "scores.jsonl"
-    return run_dir / f"results.{cfg.track}.json", run_dir / f"scores.{cfg.track}.jsonl"
+    return run_dir / f"results.{cfg.track}.json", run_dir / f"results.{cfg.track}.scores.jsonl"
 
 
 def coverage(run_dir: Path, jobs: list[ClipJob]) -> RunCoverage:
@@ -238,13 +239,14 @@ def it_text(entry, cfg) -> str:
     return entry.text
 
 
-def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, replicates: int):
+def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, replicates: int,
+                    device: str = "cpu"):
     """Stacked features -> ({metric: summary with CI}, {clip metric: per-clip values})."""
     summaries, per_clip = {}, {}
     for cls in metric_classes:
         m = cls()
         m.update_from_features(gen, gt, text, video_index)
-        summaries[cls.name] = m.summary() if isinstance(m, FrechetMetric) else m.summary(replicates)
+        summaries[cls.name] = m.summary(device=device) if isinstance(m, FrechetMetric) else m.summary(replicates)
         if isinstance(m, ClipMetric):
             per_clip[cls.name] = m.per_clip()
     return summaries, per_clip
@@ -379,7 +381,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     if first_audio is not None:
         gt["first_frame_audio_embedding"] = first_audio
     text = torch.stack([text_by[it_text(r["job"].entry, cfg)] for r in all_rows]) if need_text else None
-    metrics, values = compute_metrics(metric_classes, gen, gt, text, vid, opts.replicates)
+    metrics, values = compute_metrics(metric_classes, gen, gt, text, vid, opts.replicates, device=opts.device)
     per_clip = {r["job"].clip_id: {m: float(v[i]) for m, v in values.items()} for i, r in enumerate(all_rows)}
 
     score_rows = [{"clip_id": r["job"].clip_id, "video_id": r["job"].entry.video_id,
