@@ -54,7 +54,7 @@ DEFAULT_TRACK = {"paper": REFERENCE, "mini": CORRECTED}
 
 
 def check_track(name: str) -> str:
-    if name not in TRACKS:
+    if name not in RULES:
         import difflib
         close = difflib.get_close_matches(str(name), TRACKS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -70,6 +70,20 @@ def rules(track_or_cfg) -> TrackRules:
     """The rules of a track name or of a ProtocolConfig."""
     name = getattr(track_or_cfg, "track", track_or_cfg)
     return RULES[check_track(name)]
+
+
+def register_ablation(base: str, **changes) -> str:
+    """A diagnostic track: ``base``'s rules with some fields taken from the other track (e.g.
+    ``register_ablation("corrected", it_text="folder")``), named ``"<base>+<field>=<value>,..."``.
+    For attributing a difference between the tracks to its behaviours
+    (benchmarks/track_differences.py --attribute); never a default, never on a board."""
+    unknown = set(changes) - {f for f in TrackRules.__dataclass_fields__ if f != "name"}
+    if unknown:
+        raise ValueError(f"unknown track rule(s) {sorted(unknown)}")
+    name = base + "+" + ",".join(f"{k}={v}" for k, v in sorted(changes.items()))
+    import dataclasses
+    RULES[name] = dataclasses.replace(rules(base), name=name, **changes)
+    return name
 
 
 def record_track(protocol: dict, profile: str) -> str:

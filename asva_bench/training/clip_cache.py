@@ -332,7 +332,8 @@ def check_cache_matches(cache: ClipCache, video: CachedVideo, start: float, path
     """Max differences between a cached clip and the protocol decoder's clip (for tests/diagnostics)."""
     from ..avio import decode_protocol_clips
     from ..protocol import waveforms_to_mel
-    clip = decode_protocol_clips(path, cache.cfg, starts=[start])[0]
+    # the cache is cut on the protocol grid: compare with the corrected track's decoder
+    clip = decode_protocol_clips(path, cache.cfg.replace(track="corrected"), starts=[start])[0]
     mel = waveforms_to_mel(clip.audio.unsqueeze(0), cache.cfg)[0]
     return {"frames": float((video.clip_frames(start) - clip.frames).abs().max()),
             "mel": float((video.clip_mel(start) - mel).abs().max())}
