@@ -30,9 +30,11 @@ The paper's numbers were made by a loader built on torchvision's
   sizes and floor-halved offsets; bilinear antialiased resize to exactly the
   target size.
 
-RGB conversion uses swscale's area filter, as torchvision's decoder does.
-Each clip opens the file afresh (the reference re-initialises its decoder on
-every seek).
+RGB conversion is swscale's as torchvision's decoder calls it: the area
+filter, BT.601 coefficients and the range the pixel format implies, whatever
+colour space the stream is tagged with (PyAV would otherwise honour a BT.709
+tag: up to 15/255 apart, measured). Each clip opens the file afresh (the
+reference re-initialises its decoder on every seek).
 """
 
 from __future__ import annotations
@@ -170,6 +172,15 @@ def _seek(container, start_us: int) -> None:
         container.seek(offset, backward=True, any_frame=False)
 
 
+def torchvision_rgb(frame) -> np.ndarray:
+    """uint8 [H, W, 3]: swscale as torchvision's video_reader runs it (SWS_AREA, no colour space
+    details set: BT.601, the range of the pixel format)."""
+    full = frame.format.name.startswith("yuvj")
+    return frame.to_ndarray(format="rgb24", interpolation="AREA", src_colorspace="ITU601",
+                            dst_colorspace="ITU601", src_color_range="JPEG" if full else "MPEG",
+                            dst_color_range="JPEG")
+
+
 def read_clip_frames(path, start: float, cfg: ProtocolConfig) -> tuple[np.ndarray, list[float]]:
     """The reference's frames of the clip at ``start``: uint8 [num_frames, H, W, 3] and their timestamps."""
     from .avio import MediaError
@@ -190,7 +201,7 @@ def read_clip_frames(path, start: float, cfg: ProtocolConfig) -> tuple[np.ndarra
                 if verdict == "stop":
                     break
                 if verdict == "keep":  # only kept frames are converted to RGB
-                    kept.append(f.to_ndarray(format="rgb24", interpolation="AREA"))
+                    kept.append(torchvision_rgb(f))
                     times.append(us_seconds(us))
         except Exception as e:
             if not kept:

@@ -349,3 +349,36 @@ def test_alignsync_first_frame_term_uses_ground_truth_audio_on_reference():
     assert p_align(frames, first, gen_audio, gt_audio).item() == pytest.approx(0.5)
     # corrected: c_1 = cos(first, gen audio) = 0 -> sigmoid(1)
     assert p_align(frames, first, gen_audio).item() == pytest.approx(1 / (1 + np.exp(-1.0)))
+
+
+def test_rgb_conversion_ignores_the_colour_space_tag(tmp_path):
+    """torchvision's decoder converts with swscale's defaults (BT.601) whatever the stream's tag;
+    PyAV would honour a BT.709 tag. Two files with the same pixels, one tagged BT.709, read the same."""
+    from av.video.reformatter import Colorspace
+    from asva_bench.reference_io import torchvision_rgb
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (12, 64, 80, 3), dtype=np.uint8)
+    paths = []
+    for tag in (None, Colorspace.ITU709):
+        path = tmp_path / f"c{tag}.mp4"
+        with av.open(str(path), "w", format="mp4") as c:
+            vs = c.add_stream("libx264", rate=6, options={"crf": "0"})
+            vs.width, vs.height, vs.pix_fmt = 80, 64, "yuv420p"
+            if tag is not None:
+                vs.codec_context.colorspace = tag
+            for k in range(12):
+                f = av.VideoFrame.from_ndarray(rgb[k], format="rgb24").reformat(format="yuv420p", dst_colorspace="ITU601")
+                if tag is not None:
+                    f.colorspace = tag
+                for p in vs.encode(f):
+                    c.mux(p)
+            for p in vs.encode():
+                c.mux(p)
+        paths.append(path)
+    with av.open(str(paths[1])) as c:
+        tagged = next(c.decode(video=0))
+    assert tagged.colorspace == Colorspace.ITU709
+    assert not np.array_equal(tagged.to_ndarray(format="rgb24"), torchvision_rgb(tagged))
+    a, _ = read_clip_frames(paths[0], 0.0, REF)
+    b, _ = read_clip_frames(paths[1], 0.0, REF)
+    assert np.array_equal(a, b)
