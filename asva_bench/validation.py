@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from .avio import atomic_write_text, decode_protocol_clips
 from .metrics import METRIC_ORDER, METRICS
-from .metrics.bootstrap import draw_counts
-from .metrics.frechet import bootstrap_frechet
+from .metrics.bootstrap import draw_counts, percentile_ci
+from .metrics.frechet import bootstrap_frechet, frechet_distance_from_features
 from .protocol import ProtocolConfig
 from .scoring import compute_metrics, gen_features, gt_features, it_text
 
@@ -153,14 +153,20 @@ def validate(suite, entries, cfg: ProtocolConfig, replicates: int = 500, batch_s
         frames, audio = _degrade(cond, base, shifted, wrong_audio, gen)
         with torch.no_grad():
             feats = batched(gen_features, frames, audio)
-        summaries, per_clip = compute_metrics(classes_all, feats, gt, text, vid, replicates)
-        table.append({"condition": cond.name, "family": cond.family, "level": cond.level,
-                      "metrics": summaries})
+        # clip metrics as `score` computes them; FID / FVD from the paired replicates (one bootstrap)
+        clip_classes = [c for c in classes_all if c.name not in FRECHET_FEATURES]
+        summaries, per_clip = compute_metrics(clip_classes, feats, gt, text, vid, replicates)
         ev = {m: np.asarray(v, np.float64) for m, v in per_clip.items()}
         for m, kind in FRECHET_FEATURES.items():
             fake, real = feats[kind].flatten(0, -2).numpy(), gt[kind].flatten(0, -2).numpy()
             rows = np.repeat(np.arange(B), fake.shape[0] // B)
             ev[m] = bootstrap_frechet(fake, rows, real, rows, counts)   # replicate values, paired draws
+            lo, hi = percentile_ci(ev[m])
+            summaries[m] = {"mean": frechet_distance_from_features(fake, real), "ci_low": lo, "ci_high": hi,
+                            "higher_is_better": False, "scale": 1.0, "n_rows": int(len(rows)), "n_videos": B}
+        summaries = {m: summaries[m] for m in METRIC_ORDER}
+        table.append({"condition": cond.name, "family": cond.family, "level": cond.level,
+                      "metrics": summaries})
         evidence[cond.name] = ev
     return {"n_clips": B, "excluded_short_videos": [e.rel_path for e in too_short],
             "table": table, "checks": checks(table, evidence, counts)}

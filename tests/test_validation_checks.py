@@ -79,3 +79,21 @@ def test_paired_bounds_remove_the_shared_video_effect():
     assert b["difference"] == np.mean(ev["shift 0.33s"]["relsync"] - ev["shift 0.5s"]["relsync"])
     # the paired interval is narrow (noise sd 0.3 per clip), although each condition's clips spread by 3
     assert b["upper"] - b["lower"] < 0.5 and b["lower"] > 0
+
+
+def test_validate_end_to_end_on_a_tiny_dataset(tiny_dataset):
+    from asva_bench.datasets import get_dataset
+    from asva_bench.evaluators import load_suite
+    from asva_bench.profiles import protocol_for
+    from asva_bench.validation import format_table, validate
+    spec = get_dataset("avsync15")
+    entries = spec.load(tiny_dataset).split("test")
+    report = validate(load_suite("mini"), entries, protocol_for(spec.protocol, "mini"), replicates=50,
+                      progress=False)
+    assert report["n_clips"] == 4 and len(report["table"]) == 16
+    fid = {r["condition"]: r["metrics"]["fid"] for r in report["table"]}
+    assert fid["shift 0s"]["mean"] == 0.0 < fid["noise 0.05"]["mean"] < fid["noise 0.4"]["mean"]
+    assert fid["noise 0.4"]["ci_low"] < fid["noise 0.4"]["ci_high"]
+    for c in report["checks"]:
+        assert c["test"].startswith("paired bootstrap") and "evidence" in c
+    assert "[PASS]" in format_table(report) or "[FAIL]" in format_table(report)
