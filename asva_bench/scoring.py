@@ -239,6 +239,20 @@ def it_text(entry, cfg) -> str:
     return entry.text
 
 
+def it_texts(split_entries, cfg) -> dict:
+    """video_id -> IT's text, for the videos of a split given in split-file order.
+
+    asva-reference: the reference sorts its list of test videos but not the list of their categories
+    read beside it from the split file, so the i-th video in sorted order is paired with the category
+    of the split file's i-th line. For a split file in sorted order that is each video's own class;
+    otherwise the reference mis-pairs texts, and so does this track (synth's test.txt lists its
+    classes in generator order, not sorted: docs/protocol.md)."""
+    if rules(cfg).it_text != "folder":
+        return {e.video_id: it_text(e, cfg) for e in split_entries}
+    ordered = sorted(split_entries, key=lambda e: e.rel_path)
+    return {e.video_id: it_text(line, cfg) for e, line in zip(ordered, split_entries)}
+
+
 def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, replicates: int,
                     device: str = "cpu"):
     """Stacked features -> ({metric: summary with CI}, {clip metric: per-clip values})."""
@@ -368,9 +382,9 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         raise ScoringError(f"{run_dir}: no generated clips to score; run `asva-bench run` first")
 
     need_text = any(c.name == "it" for c in metric_classes)
-    text_by = {}
+    text_by, text_of = {}, it_texts(manifest.split(ds["split"]), cfg)
     if need_text:
-        texts = sorted({it_text(r["job"].entry, cfg) for r in all_rows})
+        texts = sorted({text_of[r["job"].entry.video_id] for r in all_rows})
         with torch.no_grad():
             text_by = dict(zip(texts, suite.embed_text(texts).detach().float().cpu()))
     vid = torch.tensor([video_ids[r["job"].entry.video_id] for r in all_rows])
@@ -380,7 +394,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     first_audio = alignsync_first_frame_audio(gen, gt, cfg)
     if first_audio is not None:
         gt["first_frame_audio_embedding"] = first_audio
-    text = torch.stack([text_by[it_text(r["job"].entry, cfg)] for r in all_rows]) if need_text else None
+    text = torch.stack([text_by[text_of[r["job"].entry.video_id]] for r in all_rows]) if need_text else None
     metrics, values = compute_metrics(metric_classes, gen, gt, text, vid, opts.replicates, device=opts.device)
     per_clip = {r["job"].clip_id: {m: float(v[i]) for m, v in values.items()} for i, r in enumerate(all_rows)}
 

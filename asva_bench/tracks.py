@@ -34,8 +34,9 @@ class TrackRules:
     # test video = all its clips x 12 frames for the ground truth, one per generated clip file) or
     # "running" (eval mode). Read by scoring.fid_features.
     fid_batchnorm: str
-    # (d) IT's text: "folder" (the raw class folder name) or "class-text" (the dataset's class text,
-    # underscores as spaces). Read by scoring.it_text.
+    # (d) IT's text: "folder" (the raw class folder name, paired with the videos as the reference
+    # pairs them) or "class-text" (the dataset's class text, underscores as spaces). Read by
+    # scoring.it_text / it_texts.
     it_text: str
     # (e) the audio of AlignSync's first-frame term c(a, v_1): "ground-truth" or "generated" (the audio
     # decoded from the generated clip, as c(a, v_k)). Read by scoring.alignsync_first_frame_audio.

@@ -382,3 +382,19 @@ def test_rgb_conversion_ignores_the_colour_space_tag(tmp_path):
     a, _ = read_clip_frames(paths[0], 0.0, REF)
     b, _ = read_clip_frames(paths[1], 0.0, REF)
     assert np.array_equal(a, b)
+
+
+def test_it_texts_pair_like_the_reference_when_the_split_file_is_unsorted():
+    from asva_bench.datasets.base import VideoEntry
+    from asva_bench.scoring import it_texts
+
+    def e(rel):
+        c = rel.split("/")[0]
+        return VideoEntry(rel, c, c.replace("_", " "), "test", "/" + rel)
+
+    sorted_file = [e("a_cls/1.mp4"), e("b_cls/2.mp4"), e("c_cls/3.mp4")]
+    assert it_texts(sorted_file, REF) == {"a_cls/1": "a_cls", "b_cls/2": "b_cls", "c_cls/3": "c_cls"}
+    # lines out of order: the reference sorts the videos, not the categories read beside them
+    unsorted_file = [e("b_cls/2.mp4"), e("a_cls/1.mp4"), e("c_cls/3.mp4")]
+    assert it_texts(unsorted_file, REF) == {"a_cls/1": "b_cls", "b_cls/2": "a_cls", "c_cls/3": "c_cls"}
+    assert it_texts(unsorted_file, COR) == {"a_cls/1": "a cls", "b_cls/2": "b cls", "c_cls/3": "c cls"}
