@@ -275,21 +275,34 @@ class DecodedClip:
 
     ``model_audio`` is set only for a shifted-audio control run: the window
     the model is given instead of ``audio`` (which stays the clip's own).
+    ``audio_length`` is the number of real samples at the start of ``audio``
+    when the track pads short windows in the mel domain (asva-reference; None:
+    all of it); ``mux_audio`` [C, L] is what a generated clip is muxed with when
+    that differs from ``audio`` (asva-reference: the whole-frame window).
     """
     frames: torch.Tensor
     audio: torch.Tensor
     start: float
     frame_indices: np.ndarray
     model_audio: torch.Tensor | None = None
+    audio_length: int | None = None
+    model_audio_length: int | None = None
+    mux_audio: torch.Tensor | None = None
+    frame_times: np.ndarray | None = None
 
 
 def decode_protocol_clips(path, cfg: ProtocolConfig = PAPER, starts=None,
                           audio_shift: float = 0.0) -> list[DecodedClip]:
-    """Decode a video once and cut the protocol's test clips from it.
+    """Decode a video and cut the protocol's test clips from it, as the track says
+    (asva_bench.tracks: the asva-reference track reads media like the reference code).
 
     ``audio_shift`` (seconds, control runs only) also cuts each clip's
     ``model_audio``: the window ``shifted_audio_start`` picks.
     """
+    from .tracks import rules
+    if rules(cfg).media == "reference":
+        from .reference_io import decode_reference_clips
+        return decode_reference_clips(path, cfg, starts=starts, audio_shift=audio_shift)
     path = Path(path)
     vf = VideoFrames(path)
     wav, sr = read_audio(path)
@@ -317,31 +330,47 @@ def decode_protocol_clips(path, cfg: ProtocolConfig = PAPER, starts=None,
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
-def to_uint8_frames(frames) -> np.ndarray:
+#: float frames in [0, 1] -> uint8: "round" to nearest (mini profile), or "truncate" as the reference
+#: pipeline does (``(x * 255).byte()``: floor for values in [0, 255]; paper profile).
+QUANTISATIONS = ("round", "truncate")
+
+
+def to_uint8_frames(frames, quantisation: str = "round") -> np.ndarray:
     """float [T,3,H,W] in [0,1] or uint8 [T,H,W,3] -> uint8 [T,H,W,3]."""
+    if quantisation not in QUANTISATIONS:
+        raise ValueError(f"unknown quantisation {quantisation!r}; one of {QUANTISATIONS}")
     if torch.is_tensor(frames):
         frames = frames.detach().cpu()
         if frames.dtype != torch.uint8:
-            frames = (frames.float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+            x = frames.float().clamp(0, 1) * 255.0
+            frames = (x.round() if quantisation == "round" else x).to(torch.uint8).permute(0, 2, 3, 1)
         return np.ascontiguousarray(frames.numpy())
     arr = np.asarray(frames)
     if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8).transpose(0, 2, 3, 1)
+        x = np.clip(arr, 0, 1) * 255.0
+        arr = (x.round() if quantisation == "round" else x).astype(np.uint8).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(arr)
 
 
 def write_clip(path, frames, fps: float, audio=None, sample_rate: int = 16000,
-               lossless: bool = False, preset: str | None = None) -> Path:
-    """Write an mp4 (h264 yuv420p + AAC mono) atomically.
+               lossless: bool = False, preset: str | None = None, threads: int | None = None,
+               quantisation: str = "round", keep_channels: bool = False, x264_params: str | None = None) -> Path:
+    """Write an mp4 (h264 yuv420p + AAC) atomically.
 
     Default settings follow torchvision's write_video (libx264 defaults), which
     the paper's numbers were made with; ``lossless`` uses crf 0 (part of the
     run fingerprint). ``preset`` is only for the synthetic-data builder.
+    ``threads`` fixes the encoder's thread count (None: x264's automatic
+    count, whose output depends on the machine) and ``x264_params`` passes
+    x264 options; generated clips are written with :func:`write_generated_clip`
+    (:class:`ClipEncoding`: deterministic settings). Audio is muxed mono
+    unless ``keep_channels`` (a [C, samples] array: mono or stereo, as
+    torchvision's writer lays it out).
     """
     import av
     from fractions import Fraction
     path = Path(path)
-    rgb = to_uint8_frames(frames)
+    rgb = to_uint8_frames(frames, quantisation)
     T, H, W, _ = rgb.shape
     if H % 2 or W % 2:
         raise ValueError(f"{path}: yuv420p needs even frame sizes, got {W}x{H}")
@@ -352,26 +381,85 @@ def write_clip(path, frames, fps: float, audio=None, sample_rate: int = 16000,
                 opts["crf"] = "0"
             if preset:
                 opts["preset"] = preset
+            if threads is not None:
+                opts["threads"] = str(int(threads))
+            if x264_params:
+                opts["x264-params"] = x264_params
             vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=opts)
             vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
             a_stream = None
             if audio is not None:
+                a = audio_channels_np(audio) if keep_channels else to_mono_np(audio)[None, :]
+                layout = "stereo" if a.shape[0] == 2 else "mono"
                 a_stream = c.add_stream("aac", rate=int(sample_rate))
-                a_stream.layout = "mono"
+                a_stream.layout = layout
+                # mono as packed float (unchanged since the first datasets were written), stereo planar
+                fmt = "fltp" if layout == "stereo" else "flt"
             for i in range(T):
                 for p in vs.encode(av.VideoFrame.from_ndarray(rgb[i], format="rgb24")):
                     c.mux(p)
             for p in vs.encode():
                 c.mux(p)
             if a_stream is not None:
-                a = to_mono_np(audio)
-                af = av.AudioFrame.from_ndarray(a[None, :], format="flt", layout="mono")
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a), format=fmt, layout=layout)
                 af.sample_rate, af.pts = int(sample_rate), 0
                 for p in a_stream.encode(af):
                     c.mux(p)
                 for p in a_stream.encode(None):
                     c.mux(p)
     return path
+
+
+@dataclass(frozen=True)
+class ClipEncoding:
+    """How generated clips are written; recorded as the run's "encoding" block (in its fingerprint).
+
+    x264 at its default settings (as torchvision's write_video) with two
+    changes that make the same run write the same bytes on every machine and in
+    every process (tested): one thread (x264's automatic thread count depends on
+    the machine, and its output on the count) and x264's plain C code paths
+    (``asm=0``): with its SIMD code, x264's lookahead on frames as small as the
+    mini profile's 64 x 64 reads memory it did not write, and 64 x 64 clips of
+    one tensor came out different in about half of the encodes, single-threaded
+    (measured); which SIMD code runs also depends on the CPU. The C code makes
+    the same decisions as x264's defaults, with its own float rounding.
+    """
+    quantisation: str = "round"
+    lossless: bool = False
+    threads: int = 1
+    x264_params: str = "asm=0"
+
+    def to_dict(self) -> dict:
+        return {"codec": "libx264", "pix_fmt": "yuv420p", "x264_settings": "defaults", "lossless": self.lossless,
+                "threads": self.threads, "x264_params": self.x264_params, "quantisation": self.quantisation,
+                "audio": "aac"}
+
+
+#: The frame quantisation of each profile's generated clips: paper writes like the reference
+#: pipeline ((x * 255).byte(), truncation); mini keeps rounding to nearest.
+PROFILE_QUANTISATION = {"paper": "truncate", "mini": "round"}
+
+
+def encoding_for(profile: str, lossless: bool = False) -> ClipEncoding:
+    return ClipEncoding(quantisation=PROFILE_QUANTISATION.get(profile, "round"), lossless=bool(lossless))
+
+
+def write_generated_clip(path, frames, cfg: ProtocolConfig, encoding: ClipEncoding, audio=None) -> Path:
+    """A generated clip: the protocol's fps, ``encoding``'s settings, the given audio muxed in
+    (1-D mono, or [C, samples] kept as mono / stereo, as the reference's writer does)."""
+    keep = audio is not None and getattr(audio, "ndim", 1) == 2
+    return write_clip(path, frames, cfg.fps, audio=audio, sample_rate=cfg.sample_rate,
+                      lossless=encoding.lossless, threads=encoding.threads, x264_params=encoding.x264_params,
+                      quantisation=encoding.quantisation, keep_channels=keep)
+
+
+def audio_channels_np(audio) -> np.ndarray:
+    """[C, samples] float32 in [-1, 1] with C of 1 or 2 (more channels are averaged to mono)."""
+    a = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio)
+    a = np.atleast_2d(a.astype(np.float32))
+    if a.shape[0] > 2:
+        a = a.mean(0, keepdims=True)
+    return np.ascontiguousarray(np.clip(a, -1.0, 1.0))
 
 
 def to_mono_np(audio) -> np.ndarray:

@@ -142,7 +142,7 @@ def cmd_run(args) -> int:
     adapter = build_adapter(args.model, args.model_arg)
     target = args.model if ":" in args.model else adapter_registry().get(args.model)
     spec_ds = get_dataset(args.dataset)
-    protocol = protocol_for(spec_ds.protocol, profile)
+    protocol = protocol_for(spec_ds.protocol, profile, args.track)
     out = Path(args.out) if args.out else default_run_dir(args.dataset, profile, adapter)
     if args.audio_shift and not args.out:
         out = out.with_name(f"{out.name}-audio-shift-{args.audio_shift:g}s")
@@ -207,7 +207,7 @@ def _score(args, run_dir, allow_incomplete=None):
             METRICS.get(m)
     check_score(record["profile"], run_dir, metrics)
     suite = load_suite(record["profile"], device=args.device)
-    opts = ScoreOptions(progress=show_progress(), device=args.device,
+    opts = ScoreOptions(progress=show_progress(), device=args.device, track=getattr(args, "track", None),
                         allow_incomplete=getattr(args, "allow_incomplete", False) if allow_incomplete is None else allow_incomplete,
                         allow_dataset_change=getattr(args, "allow_dataset_change", False))
     if metrics:
@@ -222,7 +222,13 @@ def _results_text(results: dict, run_dir) -> str:
     for m, s in results["metrics"].items():
         arrow = "higher is better" if s["higher_is_better"] else "lower is better"
         lines.append(f"  {LABELS.get(m, m):<10} {s['mean']:9.2f}  95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  ({arrow})")
-    lines.append(f"results: {Path(run_dir) / 'results.json'}  per clip: {Path(run_dir) / 'scores.jsonl'}")
+    if results.get("generated_on_track"):  # rescored under another track than the run's
+        track = results["protocol"]["track"]
+        res, per_clip = f"results.{track}.json", f"results.{track}.scores.jsonl"
+    else:
+        res, per_clip = "results.json", "scores.jsonl"
+    lines.append(f"results: {Path(run_dir) / res}  per clip: {Path(run_dir) / per_clip}  "
+                 f"(track {results['protocol'].get('track')})")
     return "\n".join(lines)
 
 
@@ -238,7 +244,7 @@ def cmd_validate(args) -> int:
     from .profiles import protocol_for
     from .validation import format_table, validate, write_report
     spec, manifest = _load_manifest(args.dataset, args.root)
-    cfg = protocol_for(spec.protocol, args.profile)
+    cfg = protocol_for(spec.protocol, args.profile, args.track)
     from .generation import limited_entries
     entries = limited_entries(manifest.split("test"), args.limit)
     report = validate(load_suite(args.profile, device=args.device), entries, cfg,
@@ -363,6 +369,9 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--audio-shift", type=float, default=0.0, metavar="SECONDS",
                    help="sync control: give the model the audio SECONDS off (same recording; clips and scores "
                         "keep the true audio); compare with `asva-bench results paired`")
+    r.add_argument("--track", choices=["asva-reference", "corrected"],
+                   help="protocol track: asva-reference (the reference evaluation's behaviour, the paper default) or "
+                        "corrected (the mini default); docs/protocol.md")
     r.add_argument("--device", default="cpu")
     r.add_argument("--metrics", help="comma-separated subset of metrics (default: all six)")
     r.add_argument("--no-score", action="store_true", help="generate only")
@@ -376,6 +385,9 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
                    help="score the clips that are there; the coverage is recorded")
     s.add_argument("--allow-dataset-change", action="store_true",
                    help="score although the dataset changed since generation (recorded)")
+    s.add_argument("--track", choices=["asva-reference", "corrected"],
+                   help="rescore the same clips under this protocol track (default: the run's); another track "
+                        "than the run's writes results.<track>.json (+ .scores.jsonl) beside results.json")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
@@ -398,6 +410,9 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     v.add_argument("--root")
     v.add_argument("--limit", type=int, help="only N test videos, round robin over the classes")
     v.add_argument("--replicates", type=int, default=500)
+    v.add_argument("--track", choices=["asva-reference", "corrected"],
+                   help="protocol track: asva-reference (the reference evaluation's behaviour, the paper default) or "
+                        "corrected (the mini default); docs/protocol.md")
     v.add_argument("--out", help="folder for validation.json / validation.txt")
     v.add_argument("--device", default="cpu")
     v.add_argument("--json", action="store_true")

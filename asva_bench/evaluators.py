@@ -29,7 +29,8 @@ class EvaluatorSuite(Protocol):
 
     profile: str
 
-    def image_features(self, frames: torch.Tensor) -> torch.Tensor: ...          # [N, D]
+    # batch_statistics: BatchNorm uses the statistics of this batch (track asva-reference, FID)
+    def image_features(self, frames: torch.Tensor, batch_statistics: bool = False) -> torch.Tensor: ...  # [N, D]
     def video_features(self, clips: torch.Tensor) -> torch.Tensor: ...           # [B, D]
     def embed_vision(self, frames: torch.Tensor) -> torch.Tensor: ...            # [N, E]
     def embed_audio(self, mel: torch.Tensor) -> torch.Tensor: ...                # [B, E]
@@ -64,8 +65,8 @@ class BackboneSuite:
                                                device=self.device)
         return self._built[role]
 
-    def image_features(self, frames):
-        return self.backbone("image").features(frames)
+    def image_features(self, frames, batch_statistics: bool = False):
+        return self.backbone("image").features(frames, batch_statistics=batch_statistics)
 
     def video_features(self, clips):
         return self.backbone("video").features(clips)

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from . import distributed as D
 from .adapters import Adapter, AdapterError, ClipBatch, validate_output
-from .avio import MediaError, atomic_write_text, decode_protocol_clips, write_clip
+from .avio import ClipEncoding, MediaError, atomic_write_text, decode_protocol_clips, encoding_for, \
+    write_generated_clip
 from .datasets import Manifest, VideoEntry
 from .protocol import ProtocolConfig, waveforms_to_mel
 from .provenance import clip_seed, git_revision, package_versions, utc_now
@@ -62,6 +63,10 @@ class RunSpec:
     # control runs: the model hears the audio this many seconds off (clips keep their own audio)
     audio_shift: float = 0.0
 
+    @property
+    def encoding(self) -> ClipEncoding:
+        return encoding_for(self.profile, self.lossless)
+
     def identity(self) -> dict:
         ident = {
             "model": {"name": self.adapter.name, "adapter": self.adapter_target,
@@ -72,8 +77,8 @@ class RunSpec:
                         "limit": self.limit, **({"limit_rule": LIMIT_RULE} if self.limit else {})},
             "profile": self.profile,
             "protocol": {**self.protocol.to_dict(), "fingerprint": self.protocol.fingerprint()},
-            "encoding": {"codec": "libx264", "pix_fmt": "yuv420p", "lossless": self.lossless,
-                         "audio": "aac", "audio_source": "ground truth"},
+            "encoding": {**self.encoding.to_dict(), "audio_source": "ground truth",
+                         "audio_window": MUXED_AUDIO[self.protocol.track]},
             "seeds": {"run_seed": self.seed, "clip_seed_rule": "sha256('<run_seed>:<clip_id>')[:8] & (2^63-1)"},
         }
         native = self.adapter.native_output(self.protocol)
@@ -91,6 +96,10 @@ SHIFT_RULE = ("the model is given the audio window |shift| s later in the same r
               "later runs past its end (clamped to the recording: at least |shift| - 1 frame off); written "
               "clips and scoring use the true audio")
 LIMIT_RULE = "round robin over classes (sorted), videos in path order"
+#: The ground-truth audio muxed into generated clips, per protocol track.
+MUXED_AUDIO = {"asva-reference": "the reference's whole decoded frames in [start, start + 2 s] at 16 kHz, "
+                                 "uncropped, original channels",
+               "corrected": "the protocol window: 32000 samples at 16 kHz, mono"}
 
 
 def limited_entries(entries: list[VideoEntry], limit: int | None) -> list[VideoEntry]:
@@ -168,11 +177,13 @@ def _make_batch(group, spec: RunSpec) -> ClipBatch:
     cfg = spec.protocol
     # what the model hears: its own audio, or the shifted window of a control run
     audio = torch.stack([c.audio if c.model_audio is None else c.model_audio for _, c in group])
+    lengths = [(c.audio_length if c.model_audio is None else c.model_audio_length) or cfg.audio_samples
+               for _, c in group]
     wants_video = "video" in spec.adapter.inputs
     return ClipBatch(
         first_frame=torch.stack([c.frames[0] for _, c in group]),
         audio=audio,
-        mel=waveforms_to_mel(audio, cfg),
+        mel=waveforms_to_mel(audio, cfg, lengths),
         text=[j.entry.text for j, _ in group],
         clip_ids=[j.clip_id for j, _ in group],
         seeds=[clip_seed(spec.seed, j.clip_id) for j, _ in group],
@@ -222,9 +233,8 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
                                    f"{batch.clip_ids}: {type(e).__name__}: {e}") from e
         frames = validate_output(spec.adapter, batch, raw)
         for k, (job, clip) in enumerate(group):
-            write_clip(out / clip_relpath(job.clip_id), frames[k], spec.protocol.fps,
-                       audio=clip.audio, sample_rate=spec.protocol.sample_rate,
-                       lossless=spec.lossless)
+            write_generated_clip(out / clip_relpath(job.clip_id), frames[k], spec.protocol, spec.encoding,
+                                 audio=clip.audio if clip.mux_audio is None else clip.mux_audio)
         bar.update(len(group))
     bar.close()
     elapsed = time.perf_counter() - t0

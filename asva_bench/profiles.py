@@ -26,17 +26,20 @@ def default_profile(dataset: str) -> str:
     return "mini" if dataset == "synth" else "paper"
 
 
-def protocol_for(dataset_protocol: ProtocolConfig, profile: str) -> ProtocolConfig:
-    """The protocol a dataset is cut at under a profile.
+def protocol_for(dataset_protocol: ProtocolConfig, profile: str, track: str | None = None) -> ProtocolConfig:
+    """The protocol a dataset is cut at under a profile, on ``track`` (default: the profile's,
+    asva_bench.tracks.DEFAULT_TRACK).
 
     The mini profile keeps every timing parameter and scales the frame size
     down to MINI's height (64), keeping the dataset's aspect ratio.
     """
     check_profile(profile)
+    from .tracks import check_track, default_track
+    track = check_track(track or default_track(profile))
     if profile == "paper":
-        return dataset_protocol
+        return dataset_protocol.replace(track=track)
     from .protocol import MINI
     scale = MINI.height / dataset_protocol.height
     w = int(round(dataset_protocol.width * scale / 2)) * 2
     name = MINI.name if w == MINI.width else f"mini-{MINI.height}x{w}"
-    return dataset_protocol.replace(name=name, height=MINI.height, width=w)
+    return dataset_protocol.replace(name=name, height=MINI.height, width=w, track=track)

@@ -45,6 +45,13 @@ class ProtocolConfig:
     # there to absorb float noise (decord reports float32 timestamps, whose
     # error reaches ~4e-6 s at one minute); far below any frame period.
     timestamp_tolerance: float = 1e-4
+    # Protocol track (asva_bench.tracks): "asva-reference" reproduces the reference evaluation's
+    # quirks, "corrected" follows the protocol text; the default follows the profile.
+    track: str = "asva-reference"
+
+    def __post_init__(self):
+        from .tracks import check_track
+        check_track(self.track)
 
     @property
     def audio_samples(self) -> int:
@@ -58,18 +65,24 @@ class ProtocolConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return fingerprint_of(self.to_dict())
 
     def replace(self, **changes) -> "ProtocolConfig":
         return dataclasses.replace(self, **changes)
+
+
+def fingerprint_of(params: dict) -> str:
+    """The fingerprint of protocol parameters as written (a results file from before protocol tracks
+    has no ``track`` field; its fingerprint is still the hash of what it holds)."""
+    blob = json.dumps(params, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 PAPER = ProtocolConfig()
 #: TheGreatestHits is 128x256 in the paper.
 PAPER_GREATEST_HITS = ProtocolConfig(name="paper-128x256", height=128, width=256)
 #: The mini profile works on 64x64 clips so every model and evaluator runs on CPU.
-MINI = ProtocolConfig(name="mini-64", height=64, width=64)
+MINI = ProtocolConfig(name="mini-64", height=64, width=64, track="corrected")
 
 PROTOCOLS = {p.name: p for p in (PAPER, PAPER_GREATEST_HITS, MINI)}
 
@@ -266,11 +279,16 @@ def waveform_to_mel(waveform: torch.Tensor, cfg: ProtocolConfig = PAPER) -> torc
     return _pad_normalise(_fbank(w, cfg), cfg)
 
 
-def waveforms_to_mel(waveforms: torch.Tensor, cfg: ProtocolConfig = PAPER) -> torch.Tensor:
+def waveforms_to_mel(waveforms: torch.Tensor, cfg: ProtocolConfig = PAPER, lengths=None) -> torch.Tensor:
     """Batched mel: [B, samples] -> [B, 1, bins, target].
 
-    kaldi.fbank has a fixed cost per call (~0.17 s), so clips whose length is a
-    whole number of hops are concatenated and cut in one call; every Kaldi
+    ``lengths`` (optional, [B]): clip b is ``waveforms[b, :lengths[b]]``; a clip
+    shorter than the protocol window then has fewer filterbank frames and is
+    padded in the mel domain (how the reference evaluation treats short audio,
+    track asva-reference). Without it every clip is the whole row.
+
+    kaldi.fbank has a fixed cost per call (~0.17 s), so clips are concatenated
+    (each padded to a whole number of hops) and cut in one call; every Kaldi
     step is per frame, so the frames of each clip are bit-identical to a
     per-clip call (tested).
     """
@@ -280,6 +298,12 @@ def waveforms_to_mel(waveforms: torch.Tensor, cfg: ProtocolConfig = PAPER) -> to
     B, L = w.shape
     hop = int(round(cfg.sample_rate * cfg.mel_frame_shift_ms / 1000))
     win = int(round(cfg.sample_rate * cfg.mel_frame_length_ms / 1000))
+    if lengths is not None:
+        lengths = [min(int(n), L) for n in lengths]
+        if len(lengths) != B:
+            raise ValueError(f"{len(lengths)} lengths for {B} waveforms")
+        if any(n != L for n in lengths):
+            return _ragged_mel([w[b, :n] for b, n in enumerate(lengths)], cfg, hop, win)
     if B == 1 or L % hop != 0 or L < win:
         return torch.stack([waveform_to_mel(x, cfg) for x in w])
     w = w - w.mean(dim=1, keepdim=True)
@@ -288,3 +312,19 @@ def waveforms_to_mel(waveforms: torch.Tensor, cfg: ProtocolConfig = PAPER) -> to
     stride = L // hop
     out = [_pad_normalise(fb[i * stride:i * stride + per_clip], cfg) for i in range(B)]
     return torch.stack(out)
+
+
+def _ragged_mel(clips: list, cfg: ProtocolConfig, hop: int, win: int) -> torch.Tensor:
+    """Mel of clips of different lengths in one fbank call: each clip is DC-removed over its own
+    samples, zero-padded to whole hops and concatenated; its frames are the ones that lie in it."""
+    if any(c.shape[0] < win for c in clips):
+        return torch.stack([waveform_to_mel(c, cfg) for c in clips])
+    parts, spans, offset = [], [], 0
+    for c in clips:
+        c = c - c.mean()
+        padded = int(math.ceil(c.shape[0] / hop)) * hop
+        parts.append(F.pad(c, (0, padded - c.shape[0])))
+        spans.append((offset // hop, 1 + (c.shape[0] - win) // hop))
+        offset += padded
+    fb = _fbank(torch.cat(parts), cfg)
+    return torch.stack([_pad_normalise(fb[first:first + n], cfg) for first, n in spans])

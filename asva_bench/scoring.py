@@ -27,6 +27,7 @@ from .generation import ClipJob, clip_relpath, limited_entries, plan_clips
 from .metrics import METRIC_ORDER, METRICS, ClipMetric, FrechetMetric
 from .protocol import ProtocolConfig, audio_window, waveforms_to_mel
 from .provenance import git_revision, package_versions, results_fingerprint, stable_hash, utc_now
+from .tracks import check_track, record_track, rules
 
 RESULTS_SCHEMA = "asva-bench/results/v1"
 
@@ -53,6 +54,7 @@ class ScoreOptions:
     num_workers: int = 1
     progress: bool = True
     device: str = "cpu"
+    track: str | None = None            # protocol track to score under (None: the run's own)
     extra: dict = field(default_factory=dict)
 
 
@@ -70,9 +72,22 @@ def load_run(run_dir: Path) -> dict:
         raise ScoringError(f"{path} is not valid JSON ({e})") from e
 
 
-def run_protocol(record: dict) -> ProtocolConfig:
+def run_protocol(record: dict, track: str | None = None) -> ProtocolConfig:
+    """The run's protocol, on ``track`` when given (else the run's own; runs made before tracks
+    existed carry none and get their profile's default, asva_bench.tracks.record_track)."""
     fields = {k: v for k, v in record["protocol"].items() if k != "fingerprint"}
+    fields["track"] = check_track(track or record_track(record["protocol"], record.get("profile", "paper")))
     return ProtocolConfig(**fields)
+
+
+def results_paths(run_dir: Path, record: dict, cfg: ProtocolConfig) -> tuple[Path, Path]:
+    """(results.json, scores.jsonl) of a scoring; a rescoring under another track than the run's
+    writes results.<track>.json / results.<track>.scores.jsonl beside them (the leaderboard's naming
+    of a results file and its scores), leaving the run's own intact."""
+    run_dir = Path(run_dir)
+    if cfg.track == record_track(record["protocol"], record.get("profile", "paper")):
+        return run_dir / "results.json", run_dir / "scores.jsonl"
+    return run_dir / f"results.{cfg.track}.json", run_dir / f"results.{cfg.track}.scores.jsonl"
 
 
 def coverage(run_dir: Path, jobs: list[ClipJob]) -> RunCoverage:
@@ -92,28 +107,39 @@ def _listing(ids: list[str], n: int = 5) -> str:
 # ---------------------------------------------------------------------------
 # Decoding (runs in DataLoader workers)
 # ---------------------------------------------------------------------------
-def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """A generated clip file -> frames [T,3,H,W] in [0,1], audio [samples] re-decoded from the file."""
-    vf = VideoFrames(path)
-    if len(vf) != cfg.num_frames:
-        raise MediaError(f"{path}: {len(vf)} frames, the protocol needs {cfg.num_frames}; regenerate "
-                         "the clip (delete it and rerun `asva-bench run`)")
-    frames = torch.from_numpy(vf.get(np.arange(cfg.num_frames))).permute(0, 3, 1, 2).float() / 255.0
+def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A generated clip file -> frames [T,3,H,W] in [0,1], audio [samples] re-decoded from the file,
+    and the number of real samples in it (the rest is padding; see DecodedClip.audio_length).
+
+    The protocol track reads all the file's frames and its sample-accurate audio; the asva-reference
+    track reads the file as the reference evaluation does (one centred clip, reference_io)."""
+    if rules(cfg).media == "reference":
+        from .reference_io import decode_reference_generated
+        clip = decode_reference_generated(path, cfg)
+        frames, audio, length = clip.frames, clip.audio, clip.audio_length
+    else:
+        vf = VideoFrames(path)
+        if len(vf) != cfg.num_frames:
+            raise MediaError(f"{path}: {len(vf)} frames, the protocol needs {cfg.num_frames}; regenerate "
+                             "the clip (delete it and rerun `asva-bench run`)")
+        frames = torch.from_numpy(vf.get(np.arange(cfg.num_frames))).permute(0, 3, 1, 2).float() / 255.0
+        try:
+            wav, sr = read_audio(path)
+        except MediaError as e:
+            raise MediaError(f"{e} (generated clips carry the ground-truth audio, muxed by `asva-bench run`)") from e
+        audio, length = audio_window(wav, sr, 0.0, cfg), cfg.audio_samples
     if tuple(frames.shape[-2:]) != (cfg.height, cfg.width):
         raise MediaError(f"{path}: frames are {frames.shape[-1]}x{frames.shape[-2]}, the protocol needs "
                          f"{cfg.width}x{cfg.height}; regenerate the clip at the protocol size")
-    try:
-        wav, sr = read_audio(path)
-    except MediaError as e:
-        raise MediaError(f"{e} (generated clips carry the ground-truth audio, muxed by `asva-bench run`)") from e
-    return frames, audio_window(wav, sr, 0.0, cfg)
+    return frames, audio, int(length or cfg.audio_samples)
 
 
 class _VideoItems(torch.utils.data.Dataset):
     """One item per test video: its generated clips (+ ground truth when not cached)."""
 
-    def __init__(self, groups, run_dir, cfg, need_gt):
+    def __init__(self, groups, run_dir, cfg, need_gt, need_video_batch=False):
         self.groups, self.run_dir, self.cfg, self.need_gt = groups, Path(run_dir), cfg, need_gt
+        self.need_video_batch = need_video_batch
 
     def __len__(self):
         return len(self.groups)
@@ -121,11 +147,14 @@ class _VideoItems(torch.utils.data.Dataset):
     def __getitem__(self, i):
         entry, jobs = self.groups[i]
         gen = [decode_generated_clip(self.run_dir / clip_relpath(j.clip_id), self.cfg) for j in jobs]
-        gt = None
+        gt, video = None, None
         if self.need_gt:
             clips = decode_protocol_clips(entry.path, self.cfg)
-            gt = [(clips[j.index].frames, clips[j.index].audio) for j in jobs]
-        return {"jobs": jobs, "gen": gen, "gt": gt}
+            gt = [(clips[j.index].frames, clips[j.index].audio,
+                   clips[j.index].audio_length or self.cfg.audio_samples) for j in jobs]
+            if self.need_video_batch:  # all the video's clips, for per-video batch statistics
+                video = torch.stack([c.frames for c in clips])
+        return {"jobs": jobs, "gen": gen, "gt": gt, "gt_video": video}
 
 
 def _collate_one(items):
@@ -135,14 +164,33 @@ def _collate_one(items):
 # ---------------------------------------------------------------------------
 # Features
 # ---------------------------------------------------------------------------
-def gen_features(suite: EvaluatorSuite, frames: torch.Tensor, audio: torch.Tensor, cfg, needs: set) -> dict:
+def fid_features(suite: EvaluatorSuite, clips: torch.Tensor, cfg, one_batch: bool = False) -> torch.Tensor:
+    """FID features of frames 2..T of clips [B,T,3,H,W] -> [B, T-1, D].
+
+    Track corrected: eval-mode BatchNorm, any batching. Track asva-reference: BatchNorm normalises
+    with the statistics of the batch it is given, as the reference's Inception (never put in eval
+    mode) does, and the batches are the reference's: each clip's 12 frames on their own (a
+    generated clip file), or all clips of a test video in one batch (``one_batch``, its ground
+    truth); conditioning frames included, their features then dropped. Deterministic given the
+    batch, so FID depends on how frames are grouped, as it does in the reference."""
+    B, T = clips.shape[:2]
+    if rules(cfg).fid_batchnorm == "batch":
+        if one_batch:
+            feats = suite.image_features(clips.reshape(-1, *clips.shape[2:]), batch_statistics=True)
+            return feats.reshape(B, T, -1)[:, 1:]
+        return torch.stack([suite.image_features(c, batch_statistics=True)[1:] for c in clips])
+    return suite.image_features(clips[:, 1:].reshape(-1, *clips.shape[2:])).reshape(B, T - 1, -1)
+
+
+def gen_features(suite: EvaluatorSuite, frames: torch.Tensor, audio: torch.Tensor, cfg, needs: set,
+                 lengths=None) -> dict:
     """Features of generated clips [B,T,3,H,W] with their own (re-decoded) audio."""
     B, T = frames.shape[:2]
     out = {}
-    mel = waveforms_to_mel(audio, cfg)
+    mel = waveforms_to_mel(audio, cfg, lengths)
     later = frames[:, 1:].reshape(-1, *frames.shape[2:])  # frames 2..T
     if "image_features" in needs:
-        out["image_features"] = suite.image_features(later).reshape(B, T - 1, -1)
+        out["image_features"] = fid_features(suite, frames, cfg)
     if "video_features" in needs:
         out["video_features"] = suite.video_features(frames)
     if "vision_embedding" in needs:
@@ -154,29 +202,65 @@ def gen_features(suite: EvaluatorSuite, frames: torch.Tensor, audio: torch.Tenso
     return {k: v.detach().float().cpu() for k, v in out.items()}
 
 
-def gt_features(suite: EvaluatorSuite, frames: torch.Tensor, audio: torch.Tensor, cfg, needs: set) -> dict:
+def gt_features(suite: EvaluatorSuite, frames: torch.Tensor, audio: torch.Tensor, cfg, needs: set,
+                lengths=None) -> dict:
     """Ground-truth side: what the metrics compare against (cached by fingerprint)."""
     B, T = frames.shape[:2]
     out = {}
-    mel = waveforms_to_mel(audio, cfg)
+    mel = waveforms_to_mel(audio, cfg, lengths)
     if "image_features" in needs:
-        out["image_features"] = suite.image_features(frames[:, 1:].reshape(-1, *frames.shape[2:])).reshape(B, T - 1, -1)
+        out["image_features"] = fid_features(suite, frames, cfg)
     if "video_features" in needs:
         out["video_features"] = suite.video_features(frames)
     if "vision_embedding" in needs:
         out["first_frame_embedding"] = suite.embed_vision(frames[:, 0])
+        if rules(cfg).alignsync_first_frame_audio == "ground-truth":
+            out["first_frame_audio_embedding"] = suite.embed_audio(mel)
     if "sync_logit" in needs:
         out["sync_logit"] = suite.sync_logit(frames, mel).reshape(B)
     return {k: v.detach().float().cpu() for k, v in out.items()}
 
 
-def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, replicates: int):
+def alignsync_first_frame_audio(gen: dict, gt: dict, cfg) -> torch.Tensor | None:
+    """The audio embedding of AlignSync's first-frame term c(a, v_1): the ground-truth clip's audio
+    (asva-reference, as the reference computes it) or the generated clip's (corrected: the same
+    audio as c(a, v_k))."""
+    if rules(cfg).alignsync_first_frame_audio == "ground-truth":
+        return gt.get("first_frame_audio_embedding")
+    return gen.get("audio_embedding")
+
+
+def it_text(entry, cfg) -> str:
+    """IT's text for a test video: the raw class folder name on the asva-reference track (underscores
+    kept, as the reference passes it; a dataset without class folders, TheGreatestHits, gives its
+    fixed text), the dataset's class text on corrected (folder name with underscores as spaces)."""
+    if rules(cfg).it_text == "folder" and Path(entry.rel_path).parent.name == entry.class_name:
+        return entry.class_name
+    return entry.text
+
+
+def it_texts(split_entries, cfg) -> dict:
+    """video_id -> IT's text, for the videos of a split given in split-file order.
+
+    asva-reference: the reference sorts its list of test videos but not the list of their categories
+    read beside it from the split file, so the i-th video in sorted order is paired with the category
+    of the split file's i-th line. For a split file in sorted order that is each video's own class;
+    otherwise the reference mis-pairs texts, and so does this track (synth's test.txt lists its
+    classes in generator order, not sorted: docs/protocol.md)."""
+    if rules(cfg).it_text != "folder":
+        return {e.video_id: it_text(e, cfg) for e in split_entries}
+    ordered = sorted(split_entries, key=lambda e: e.rel_path)
+    return {e.video_id: it_text(line, cfg) for e, line in zip(ordered, split_entries)}
+
+
+def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, replicates: int,
+                    device: str = "cpu"):
     """Stacked features -> ({metric: summary with CI}, {clip metric: per-clip values})."""
     summaries, per_clip = {}, {}
     for cls in metric_classes:
         m = cls()
         m.update_from_features(gen, gt, text, video_index)
-        summaries[cls.name] = m.summary() if isinstance(m, FrechetMetric) else m.summary(replicates)
+        summaries[cls.name] = m.summary(device=device) if isinstance(m, FrechetMetric) else m.summary(replicates)
         if isinstance(m, ClipMetric):
             per_clip[cls.name] = m.per_clip()
     return summaries, per_clip
@@ -191,7 +275,8 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     t0 = time.perf_counter()
     rank, world = D.init_from_env()
     record = load_run(run_dir)
-    cfg = run_protocol(record)
+    cfg = run_protocol(record, opts.track)
+    run_track = record_track(record["protocol"], record.get("profile", "paper"))
     if suite.profile != record.get("profile"):
         raise ScoringError(f"{run_dir}: the run was generated for profile '{record.get('profile')}' but "
                            f"the evaluators are '{suite.profile}'; score with --profile {record.get('profile')}")
@@ -230,8 +315,11 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     for j in cov.present:
         groups.setdefault(j.entry, []).append(j)
     group_list = D.shard(sorted(groups.items(), key=lambda kv: kv[0].rel_path), rank, world)
+    # asva-reference: the ground truth's FID batch is a whole test video (all its clips)
+    video_batch_fid = "image_features" in needs and rules(cfg).fid_batchnorm == "batch"
     loader = torch.utils.data.DataLoader(
-        _VideoItems(group_list, run_dir, cfg, need_gt=cached_gt is None), batch_size=1,
+        _VideoItems(group_list, run_dir, cfg, need_gt=cached_gt is None,
+                    need_video_batch=video_batch_fid and cached_gt is None), batch_size=1,
         num_workers=opts.num_workers, collate_fn=_collate_one,
         persistent_workers=False, prefetch_factor=4 if opts.num_workers else None)
 
@@ -241,29 +329,35 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     pending: list = []
     bar = tqdm(total=sum(len(js) for _, js in group_list), desc="score", unit="clip",
                disable=not opts.progress or rank != 0, dynamic_ncols=True)
+    gt_needs = needs - {"image_features"} if video_batch_fid else needs
 
     def flush():
         if not pending:
             return
-        frames = torch.stack([p[1] for p in pending])
-        audio = torch.stack([p[2] for p in pending])
+        frames = torch.stack([p["gen"][0] for p in pending])
+        audio = torch.stack([p["gen"][1] for p in pending])
         with torch.no_grad():
-            g = gen_features(suite, frames, audio, cfg, needs)
+            g = gen_features(suite, frames, audio, cfg, needs, [p["gen"][2] for p in pending])
             if cached_gt is None:
-                gt = gt_features(suite, torch.stack([p[3] for p in pending]),
-                                 torch.stack([p[4] for p in pending]), cfg, needs)
-                for k, j in enumerate(p[0] for p in pending):
-                    gt_new[j.clip_id] = {n: v[k] for n, v in gt.items()}
-        for k, (job, *_rest) in enumerate(pending):
-            rows.append({"job": job, "gen": {n: v[k] for n, v in g.items()}})
+                gt = gt_features(suite, torch.stack([p["gt"][0] for p in pending]),
+                                 torch.stack([p["gt"][1] for p in pending]), cfg, gt_needs,
+                                 [p["gt"][2] for p in pending])
+                for k, p in enumerate(pending):
+                    gt_new[p["job"].clip_id] = {**{n: v[k] for n, v in gt.items()}, **p["gt_extra"]}
+        for k, p in enumerate(pending):
+            rows.append({"job": p["job"], "gen": {n: v[k] for n, v in g.items()}})
         bar.update(len(pending))
         pending.clear()
 
     for item in loader:
+        video_fid = None
+        if item["gt_video"] is not None:
+            with torch.no_grad():
+                video_fid = fid_features(suite, item["gt_video"], cfg, one_batch=True).detach().float().cpu()
         for k, job in enumerate(item["jobs"]):
-            f, a = item["gen"][k]
-            gf, ga = item["gt"][k] if item["gt"] is not None else (None, None)
-            pending.append((job, f, a, gf, ga))
+            extra = {"image_features": video_fid[job.index]} if video_fid is not None else {}
+            pending.append({"job": job, "gen": item["gen"][k],
+                            "gt": item["gt"][k] if item["gt"] is not None else None, "gt_extra": extra})
             if len(pending) >= opts.batch_size:
                 flush()
     flush()
@@ -288,17 +382,20 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         raise ScoringError(f"{run_dir}: no generated clips to score; run `asva-bench run` first")
 
     need_text = any(c.name == "it" for c in metric_classes)
-    text_by = {}
+    text_by, text_of = {}, it_texts(manifest.split(ds["split"]), cfg)
     if need_text:
-        texts = sorted({r["job"].entry.text for r in all_rows})
+        texts = sorted({text_of[r["job"].entry.video_id] for r in all_rows})
         with torch.no_grad():
             text_by = dict(zip(texts, suite.embed_text(texts).detach().float().cpu()))
     vid = torch.tensor([video_ids[r["job"].entry.video_id] for r in all_rows])
     gen = {n: torch.stack([r["gen"][n] for r in all_rows]) for n in all_rows[0]["gen"]}
     gt_names = next(iter(merged_gt.values())).keys() if merged_gt else []
     gt = {n: torch.stack([merged_gt[r["job"].clip_id][n] for r in all_rows]) for n in gt_names}
-    text = torch.stack([text_by[r["job"].entry.text] for r in all_rows]) if need_text else None
-    metrics, values = compute_metrics(metric_classes, gen, gt, text, vid, opts.replicates)
+    first_audio = alignsync_first_frame_audio(gen, gt, cfg)
+    if first_audio is not None:
+        gt["first_frame_audio_embedding"] = first_audio
+    text = torch.stack([text_by[text_of[r["job"].entry.video_id]] for r in all_rows]) if need_text else None
+    metrics, values = compute_metrics(metric_classes, gen, gt, text, vid, opts.replicates, device=opts.device)
     per_clip = {r["job"].clip_id: {m: float(v[i]) for m, v in values.items()} for i, r in enumerate(all_rows)}
 
     score_rows = [{"clip_id": r["job"].clip_id, "video_id": r["job"].entry.video_id,
@@ -314,6 +411,8 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     results = {
         **record,
         "schema": RESULTS_SCHEMA,
+        "protocol": {**cfg.to_dict(), "fingerprint": cfg.fingerprint()},
+        **({"generated_on_track": run_track} if cfg.track != run_track else {}),
         "backbones": suite.fingerprint(),
         "clips": {**record.get("clips", {}), "expected": len(cov.expected), "scored": len(all_rows),
                   "failed": len(cov.expected) - len(all_rows), "failed_ids": cov.missing,
@@ -332,7 +431,8 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         "scored": utc_now(),
     }
     results["fingerprint"] = results_fingerprint(results)
-    with atomic_path(run_dir / "scores.jsonl") as tmp:
+    results_path, scores_path = results_paths(run_dir, record, cfg)
+    with atomic_path(scores_path) as tmp:
         Path(tmp).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in score_rows))
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True))
+    atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True))
     return results

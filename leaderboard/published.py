@@ -21,19 +21,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asva_bench.tracks import DEFAULT_TRACK, TRACKS, record_track
+
 PUBLISHED_FILE = Path(__file__).parent / "published" / "paper.json"
 SCHEMA = "asva-bench/published/v1"
-TRACKS = ("asva-reference", "corrected")
-DEFAULT_TRACK = {"paper": "asva-reference", "mini": "corrected"}
 
 
 def track_of(data: dict) -> str:
     """The protocol track of a results file (a missing one: the profile's default)."""
     proto = data.get("protocol") if isinstance(data.get("protocol"), dict) else {}
-    track = proto.get("track")
-    if isinstance(track, str) and track:
-        return track
-    return DEFAULT_TRACK.get(str(data.get("profile")), "corrected")
+    return record_track(proto, str(data.get("profile")))
 
 
 @dataclass(frozen=True)

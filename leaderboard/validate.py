@@ -254,16 +254,22 @@ def check_protocol(data: dict) -> list[Problem]:
     if unknown:
         return [Problem("fingerprint", "protocol", f"unknown protocol fields {unknown}; the file was "
                         "written by a different protocol version")]
+    from asva_bench.protocol import fingerprint_of
+    from asva_bench.tracks import record_track
+    # results from before protocol tracks carry none: they were made on their profile's default
+    track = record_track(params, str(data.get("profile", "paper")))
     try:
-        cfg = ProtocolConfig(**params)
-    except TypeError as e:
+        cfg = ProtocolConfig(**{**params, "track": track})
+    except (TypeError, ValueError) as e:
         return [Problem("fingerprint", "protocol", f"cannot rebuild the protocol ({e})")]
     out = []
-    if cfg.fingerprint() != proto.get("fingerprint"):
+    if fingerprint_of(params) != proto.get("fingerprint"):
         out.append(Problem("fingerprint", "protocol.fingerprint",
                            f"{proto.get('fingerprint')} is not the fingerprint of the protocol "
-                           f"parameters in the file ({cfg.fingerprint()}); the file was edited by hand"))
+                           f"parameters in the file ({fingerprint_of(params)}); the file was edited by hand"))
     known = PROTOCOLS.get(cfg.name)
+    if known is not None:
+        known = known.replace(track=cfg.track)  # a published protocol exists on both tracks
     if known is None:
         out.append(Problem("fingerprint", "protocol.name",
                            f"'{cfg.name}' is not a published protocol ({', '.join(sorted(PROTOCOLS))})"))

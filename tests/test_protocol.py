@@ -60,8 +60,9 @@ def test_frame_selection_on_coded_video(tmp_path, fps):
     path = tmp_path / f"coded_{float(fps):.2f}.mp4"
     audio = np.random.default_rng(0).normal(0, 0.1, int(duration * SR)).astype(np.float32)
     avio.write_clip(path, coded_frames(n), float(fps), audio=audio, sample_rate=SR, lossless=True)
-    # 80x64 frames, crop to 64x64 would cut stripes: keep a 4:5-aspect protocol of the same shape
-    cfg = PAPER.replace(height=64, width=80)
+    # 80x64 frames, crop to 64x64 would cut stripes: keep a 4:5-aspect protocol of the same shape;
+    # the exact 1/6 s grid is the corrected track's (asva-reference: tests/test_reference_track.py)
+    cfg = PAPER.replace(height=64, width=80, track="corrected")
     clips = avio.decode_protocol_clips(path, cfg)
     d = min(n / fps, Fraction(len(avio.read_audio(path)[0]), SR))
     starts = [(d - 2) * i / 2 for i in range(3)]  # exact linspace(0, D - 2, 3)
@@ -158,7 +159,7 @@ def test_audio_window_through_aac_round_trip(tmp_path):
     wav, sr = avio.read_audio(path)
     assert sr == SR
     assert onset(wav) == pytest.approx(2.3 * SR, abs=8)  # 1024 would be a 64 ms error
-    clips = avio.decode_protocol_clips(path, PAPER.replace(height=32, width=32))
+    clips = avio.decode_protocol_clips(path, PAPER.replace(height=32, width=32, track="corrected"))
     assert [c.start for c in clips] == pytest.approx([0.0, 1.5, 3.0])
     assert onset(clips[1].audio) == pytest.approx(0.8 * SR, abs=8)
     assert clips[0].audio.abs().max() < 0.05 and clips[2].audio.abs().max() < 0.05

@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,11 +353,29 @@ class Backbone(nn.Module, metaclass=ABCMeta):
         return x.to(device=self.device, dtype=self.dtype)
 
 
+@contextmanager
+def batch_statistics(module: nn.Module):
+    """Inside the block every BatchNorm layer of ``module`` normalises with the mean and (biased)
+    variance of the batch it is given, as in a network left in training mode, but its running
+    statistics are neither used nor updated (the network stays usable in eval mode)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    for m in norms:
+        m.training, m.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for m, (training, track) in zip(norms, saved):
+            m.training, m.track_running_stats = training, track
+
+
 class ImageBackbone(Backbone):
     """Per-frame features: ``features(frames [N,3,H,W] in [0,1]) -> [N, feature_dim]``.
 
     Subclasses set ``feature_dim`` and implement ``preprocess`` (frames in
     [0, 1] -> network input) and ``forward`` (network input -> [N, D]).
+    ``batch_statistics=True`` runs BatchNorm on the statistics of ``frames``
+    (:func:`batch_statistics`): the features then depend on the whole batch.
     """
     kind = "image"
     feature_dim: int = 0
@@ -365,9 +384,13 @@ class ImageBackbone(Backbone):
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor: ...
 
     @torch.no_grad()
-    def features(self, frames: torch.Tensor) -> torch.Tensor:
+    def features(self, frames: torch.Tensor, batch_statistics: bool = False) -> torch.Tensor:
         x = self.preprocess(self._to_model(check_frames(frames, self.name)))
-        out = self(x)
+        if batch_statistics:
+            with _batch_statistics(self):
+                out = self(x)
+        else:
+            out = self(x)
         return _check_output(out, (frames.shape[0], self.feature_dim), self.name)
 
 
@@ -450,6 +473,9 @@ class EmbeddingModel(Backbone):
         x = self._to_model(check_mel(mel, self.name, self.mel_shape))
         f, t = self.audio_token_grid
         return _check_output(self._audio_trunk(x), (mel.shape[0], 1 + f * t, self.audio_token_dim), self.name)
+
+
+_batch_statistics = batch_statistics
 
 
 def _check_output(out: torch.Tensor, shape: tuple[int, ...], who: str) -> torch.Tensor:

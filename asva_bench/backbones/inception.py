@@ -21,6 +21,13 @@ Two separately named variants share the weight file:
   bilinear resize to 299 (``align_corners=False``, no antialias), ``2x - 1``.
 
 Features: Conv2d_1a..Mixed_7c, global average pool -> [N, 2048].
+
+BatchNorm: the reference evaluation builds this network and never calls
+``.eval()``, so its BatchNorm layers normalise with the statistics of each
+batch. ``features(frames, batch_statistics=True)`` does the same without
+touching the running statistics (track ``asva-reference``; the scorer forms
+the reference's batches, :func:`asva_bench.scoring.fid_features`); the default
+is eval mode (track ``corrected``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 from torchmetrics import Metric
 
 from . import bootstrap
-from .frechet import MAX_MOMENT_ENTRIES, bootstrap_frechet, frechet_distance_from_features
+from .frechet import bootstrap_frechet, frechet_distance_from_features
 
 
 class AsvaMetric(Metric):
@@ -90,29 +90,18 @@ class FrechetMetric(AsvaMetric):
         return torch.tensor(frechet_distance_from_features(_cat(self.fake).numpy(), _cat(self.real).numpy()),
                             dtype=torch.float64)
 
-    def summary(self, replicates: int | None = None) -> dict:
+    def summary(self, replicates: int | None = None, device: str = "cpu") -> dict:
+        """Value and percentile interval; every replicate is an exact Frechet distance of the drawn
+        videos' rows (frechet.bootstrap_frechet; on a CUDA ``device`` in float64 there)."""
         fake, real = _cat(self.fake).numpy(), _cat(self.real).numpy()
         fv, rv = _cat(self.fake_videos).numpy(), _cat(self.real_videos).numpy()
         value = frechet_distance_from_features(fake, real)
         # resample videos; a drawn video contributes its rows to both sets
         videos = np.unique(np.concatenate([fv, rv]))
         n = replicates or self.bootstrap_replicates
-        if len(videos) * fake.shape[1] ** 2 <= MAX_MOMENT_ENTRIES:
-            # per-video sums, combined per replicate: same values, no per-replicate pass over rows
-            counts = bootstrap.draw_counts(len(videos), n)
-            lo, hi = bootstrap.percentile_ci(bootstrap_frechet(
-                fake, np.searchsorted(videos, fv), real, np.searchsorted(videos, rv), counts))
-        else:
-            f_rows = {v: np.flatnonzero(fv == v) for v in videos}
-            r_rows = {v: np.flatnonzero(rv == v) for v in videos}
-
-            def stat(drawn: np.ndarray) -> float:
-                vids = videos[drawn]
-                return frechet_distance_from_features(
-                    fake[np.concatenate([f_rows[v] for v in vids])],
-                    real[np.concatenate([r_rows[v] for v in vids])])
-
-            lo, hi = bootstrap.bootstrap_statistic(stat, np.arange(len(videos)), n)
+        counts = bootstrap.draw_counts(len(videos), n)
+        lo, hi = bootstrap.percentile_ci(bootstrap_frechet(
+            fake, np.searchsorted(videos, fv), real, np.searchsorted(videos, rv), counts, device=device))
         return {"mean": value, "ci_low": lo, "ci_high": hi, "higher_is_better": False,
                 "scale": self.scale, "n_rows": int(len(fv)), "n_videos": int(len(videos)),
                 "long_name": self.long_name}

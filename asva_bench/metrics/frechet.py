@@ -58,12 +58,29 @@ def frechet_distance_from_features(x1, x2) -> float:
 
 
 # --------------------------------------------------------------------------
-# Bootstrap over videos from per-video sufficient statistics
+# Bootstrap over videos
 # --------------------------------------------------------------------------
-#: Above this many float64 entries (videos x D x D per side) the per-video second
-#: moments would not fit comfortably in memory (paper Inception: D = 2048), and the
-#: bootstrap falls back to recomputing each replicate from its rows.
+# A replicate draws test videos with replacement; a drawn video contributes its rows to both sets
+# with the weight "times drawn". Every replicate's distance is computed exactly (no approximation,
+# the same draws as a recomputation from the drawn rows), by the cheaper of two routes:
+#
+# * feature space (rows > dimensions, e.g. the full paper test set at 2048-d): the replicate's
+#   weighted mean and covariance (from per-video sums when they fit in memory, else one product of
+#   the drawn rows), then frechet_distance: Cholesky, product, symmetric eigenvalues, O(D^3);
+# * sample space (rows < dimensions, e.g. a reduced protocol at 2048-d): with S1 = A^T A and
+#   S2 = B^T B (A, B the weighted centred rows), tr((S1 S2)^(1/2)) is the sum of the singular values
+#   of A B^T, and every term of the distance is a function of the Gram matrices X X^T, computed once;
+#   a replicate costs an SVD of (drawn rows) x (drawn rows) instead of an eigendecomposition of D x D.
+#
+# On a CUDA device the feature-space route runs in float64 on the device (torch).
+
+#: Above this many float64 entries (videos x D x D per side) the per-video second moments would not
+#: fit comfortably in memory (paper Inception: D = 2048); the weighted products of the drawn rows
+#: are used instead.
 MAX_MOMENT_ENTRIES = 40_000_000
+#: Up to this dimension a D x D eigendecomposition is cheap (mini features, I3D's 400): every
+#: replicate takes the feature-space route from per-video sums when they fit.
+SMALL_DIM = 512
 
 
 def per_video_moments(x: np.ndarray, video_of_row: np.ndarray, n_videos: int, centre: np.ndarray):
@@ -91,29 +108,131 @@ def stats_from_moments(weights: np.ndarray, counts, sums, outer) -> tuple[np.nda
     return mu, (cov + cov.T) / 2.0
 
 
-def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray) -> np.ndarray:
+def weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of ``x`` each repeated ``w[i]`` times (0 = left
+    out): one product over the drawn rows."""
+    sel = w > 0
+    xs, ws = x[sel], w[sel]
+    n = float(ws.sum())
+    if n < 2:
+        raise ValueError("a bootstrap replicate drew fewer than 2 rows")
+    mu = ws @ xs / n
+    xc = xs - mu
+    cov = (xc * ws[:, None]).T @ xc / (n - 1.0)
+    return mu, (cov + cov.T) / 2.0
+
+
+def _frechet_torch(mu1, s1, mu2, s2) -> float:
+    """frechet_distance in float64 torch on the tensors' device (same Cholesky route)."""
+    import torch
+    diff = mu1 - mu2
+    try:
+        a = torch.linalg.cholesky((s1 + s1.T) / 2.0)
+        m = a.T @ s2 @ a
+    except RuntimeError:  # singular S1
+        w, v = torch.linalg.eigh((s1 + s1.T) / 2.0)
+        a = (v * w.clamp_min(0).sqrt()) @ v.T
+        m = a @ s2 @ a
+    tr_sqrt = torch.linalg.eigvalsh((m + m.T) / 2.0).clamp_min(0).sqrt().sum()
+    return max(float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2.0 * tr_sqrt), 0.0)
+
+
+class _SampleSpace:
+    """Exact Frechet distances of weighted row subsets from Gram matrices (rows < dimensions)."""
+
+    def __init__(self, x1: np.ndarray, x2: np.ndarray):
+        self.g11, self.g22, self.g12 = x1 @ x1.T, x2 @ x2.T, x1 @ x2.T
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        s1, s2 = a > 0, b > 0
+        a, b = a[s1], b[s2]
+        g11, g22, g12 = self.g11[np.ix_(s1, s1)], self.g22[np.ix_(s2, s2)], self.g12[np.ix_(s1, s2)]
+        n1, n2 = float(a.sum()), float(b.sum())
+        if n1 < 2 or n2 < 2:
+            raise ValueError("a bootstrap replicate drew fewer than 2 rows")
+        g12b, ag12 = g12 @ b / n2, a @ g12 / n1          # x_i . mu2, mu1 . y_j
+        m12 = float(a @ g12b) / n1                        # mu1 . mu2
+        m11, m22 = float(a @ g11 @ a) / n1 ** 2, float(b @ g22 @ b) / n2 ** 2
+        tr1 = (float(a @ np.diag(g11)) - n1 * m11) / (n1 - 1.0)
+        tr2 = (float(b @ np.diag(g22)) - n2 * m22) / (n2 - 1.0)
+        centred = g12 - g12b[:, None] - ag12[None, :] + m12
+        k = np.sqrt(a)[:, None] * centred * np.sqrt(b)[None, :] / np.sqrt((n1 - 1.0) * (n2 - 1.0))
+        nuclear = float(np.linalg.svd(k, compute_uv=False).sum())
+        return max(m11 + m22 - 2.0 * m12 + tr1 + tr2 - 2.0 * nuclear, 0.0)
+
+
+def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Frechet distance of each bootstrap replicate.
 
     ``fake_video`` / ``real_video``: video number (0..V-1) of each row; ``counts``:
     [replicates, V] draw counts (bootstrap.draw_counts).  A drawn video contributes its
-    rows to both sets.  Equal to recomputing gaussian_stats on the drawn rows, but the
-    rows are summed once per video instead of once per replicate.
+    rows to both sets.  Equal to recomputing gaussian_stats and frechet_distance on the
+    drawn rows (tested), by the cheaper exact route of each replicate (see above).
     """
+    fake_video, real_video = np.asarray(fake_video), np.asarray(real_video)
     V = counts.shape[1]
     centre = np.asarray(real, np.float64).mean(0)   # shared shift: the distance does not change
+    x1, x2 = np.asarray(fake, np.float64) - centre, np.asarray(real, np.float64) - centre
+    D = x1.shape[1]
+    w1, w2 = counts[:, fake_video], counts[:, real_video]    # [replicates, rows]: weight of each row
+    drawn1, drawn2 = (w1 > 0).sum(1), (w2 > 0).sum(1)
+    moments_fit = V * D * D <= MAX_MOMENT_ENTRIES
+    # sample space where an SVD of the drawn rows is cheaper than a D x D eigendecomposition
+    in_samples = drawn1 * drawn2 * np.minimum(drawn1, drawn2) <= D ** 3 / 2
+    if D <= SMALL_DIM and moments_fit:
+        in_samples[:] = False
     out = np.empty(len(counts))
-    sides = [per_video_moments(x, vid, V, centre) for x, vid in ((fake, fake_video), (real, real_video))]
+    if in_samples.any():
+        space = _SampleSpace(x1, x2)
+        for r in np.flatnonzero(in_samples):
+            out[r] = space.distance(w1[r], w2[r])
+    rest = np.flatnonzero(~in_samples)
+    if not len(rest):
+        return out
+    if moments_fit and not str(device).startswith("cuda"):
+        _feature_space_moments(x1, fake_video, x2, real_video, counts, rest, out)
+        return out
+    if str(device).startswith("cuda"):
+        _feature_space_torch(x1, w1, x2, w2, rest, out, device)
+        return out
+    for r in rest:
+        out[r] = frechet_distance(*weighted_stats(x1, w1[r]), *weighted_stats(x2, w2[r]))
+    return out
+
+
+def _feature_space_torch(x1, w1, x2, w2, reps, out, device) -> None:
+    """Replicates ``reps`` from the weighted drawn rows, in float64 torch on ``device``."""
+    import torch
+    t1, t2 = (torch.as_tensor(x, dtype=torch.float64, device=device) for x in (x1, x2))
+    for r in reps:
+        stats = []
+        for t, w in ((t1, w1[r]), (t2, w2[r])):
+            sel = np.flatnonzero(w > 0)
+            ws = torch.as_tensor(w[sel], dtype=torch.float64, device=device)
+            xs = t[torch.as_tensor(sel, device=device)]
+            n = float(w[sel].sum())
+            mu = ws @ xs / n
+            xc = xs - mu
+            cov = (xc * ws[:, None]).T @ xc / (n - 1.0)
+            stats += [mu, (cov + cov.T) / 2.0]
+        out[r] = _frechet_torch(*stats)
+
+
+def _feature_space_moments(x1, v1, x2, v2, counts, reps, out) -> None:
+    """Replicates ``reps`` from per-video sums: the rows are summed once per video, and a chunk of
+    replicates' sums is one matrix product per side."""
+    V = counts.shape[1]
+    sides = [per_video_moments(x, vid, V, 0.0) for x, vid in ((x1, v1), (x2, v2))]
     D = sides[0][1].shape[1]
     chunk = max(1, int(5e6 // (D * D)))               # replicates whose second moments fit in ~40 MB
-    for start in range(0, len(counts), chunk):
-        w = counts[start:start + chunk]
-        # the sums over the drawn videos, for a chunk of replicates in one matrix product per side
+    for start in range(0, len(reps), chunk):
+        idx = reps[start:start + chunk]
+        w = counts[idx]
         parts = [(w @ n_v, w @ sums, (w @ outer.reshape(V, D * D)).reshape(-1, D, D))
                  for n_v, sums, outer in sides]
-        for i in range(len(w)):
+        for i, r in enumerate(idx):
             stats = []
             for n, s1, s2 in parts:
                 mu = s1[i] / n[i]
                 stats += [mu, (s2[i] - n[i] * np.outer(mu, mu)) / (n[i] - 1.0)]
-            out[start + i] = frechet_distance(*stats)
-    return out
+            out[r] = frechet_distance(*stats)

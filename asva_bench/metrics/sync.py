@@ -5,6 +5,11 @@ RelSync(a, v_hat, v) = exp(phi(a, v_hat)) / (exp(phi(a, v)) + exp(phi(a, v_hat))
 P_Align = mean_k exp(c(a, v_hat_k)) / (exp(c(a, v_hat_k)) + exp(c(a, v_1))), k = 2..12,
 c = image-audio cosine (not x100), v_1 = the ground-truth first frame.
 AlignSync = P_Align * RelSync per clip, then averaged.
+
+The audio of the first-frame term c(a, v_1) is a protocol-track choice
+(asva_bench.scoring.alignsync_first_frame_audio): the scorer passes it as
+``gt["first_frame_audio_embedding"]``; without it c(a, v_1) uses the same
+audio as c(a, v_hat_k).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ def relsync(phi_gen: torch.Tensor, phi_gt: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(phi_gen.double() - phi_gt.double())
 
 
-def p_align(frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor) -> torch.Tensor:
+def p_align(frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor,
+            first_frame_audio_emb: torch.Tensor | None = None) -> torch.Tensor:
     c_k = frame_cosines(frame_emb, audio_emb)                              # [B, K]
-    c_1 = frame_cosines(first_frame_emb.unsqueeze(1), audio_emb)           # [B, 1]
+    a_1 = audio_emb if first_frame_audio_emb is None else first_frame_audio_emb
+    c_1 = frame_cosines(first_frame_emb.unsqueeze(1), a_1)                 # [B, 1]
     return torch.sigmoid(c_k - c_1).mean(1)
 
 
@@ -47,9 +54,12 @@ class AlignSync(ClipMetric):
     needs = ("sync_logit", "vision_embedding", "audio_embedding")
 
     def update(self, frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor,
-               phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index) -> None:
-        self._add(p_align(frame_emb, first_frame_emb, audio_emb) * relsync(phi_gen, phi_gt), video_index)
+               phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index,
+               first_frame_audio_emb: torch.Tensor | None = None) -> None:
+        self._add(p_align(frame_emb, first_frame_emb, audio_emb, first_frame_audio_emb)
+                  * relsync(phi_gen, phi_gt), video_index)
 
     def update_from_features(self, gen, gt, text, video_index):
         self.update(gen["vision_embedding"], gt["first_frame_embedding"], gen["audio_embedding"],
-                    gen["sync_logit"], gt["sync_logit"], video_index)
+                    gen["sync_logit"], gt["sync_logit"], video_index,
+                    first_frame_audio_emb=gt.get("first_frame_audio_embedding"))

@@ -415,7 +415,9 @@ def _worker_init():
 def check_cache_matches(cache: ClipCache, video: CachedVideo, start: float, path) -> dict:
     """Max differences between a cached clip and the protocol decoder's clip (for tests/diagnostics)."""
     from ..avio import decode_protocol_clips
-    clip = decode_protocol_clips(path, cache.cfg, starts=[start])[0]
+    from ..protocol import waveforms_to_mel
+    # the cache is cut on the protocol grid: compare with the corrected track's decoder
+    clip = decode_protocol_clips(path, cache.cfg.replace(track="corrected"), starts=[start])[0]
     mel = waveforms_to_mel(clip.audio.unsqueeze(0), cache.cfg)[0]
     return {"frames": float((video.clip_frames(start) - clip.frames).abs().max()),
             "mel": float((video.clip_mel(start) - mel).abs().max())}

@@ -104,7 +104,7 @@ def animate(image, audio, out, eta: float = 4.0, profile: str = "mini", steps: i
             strength: float | None = None) -> dict:
     """Animate ``image`` with ``audio`` into the mp4 ``out``; returns a summary dict."""
     from asva_bench.adapters.api import ClipBatch, validate_output
-    from asva_bench.avio import write_clip
+    from asva_bench.avio import encoding_for, write_generated_clip
     from asva_bench.profiles import check_profile
     from asva_bench.protocol import MINI, PAPER, waveforms_to_mel
 
@@ -127,7 +127,7 @@ def animate(image, audio, out, eta: float = 4.0, profile: str = "mini", steps: i
                       seeds=[int(seed)], protocol=protocol)
     with torch.no_grad():
         frames = validate_output(adapter, batch, adapter.generate(batch))
-    out = write_clip(out, frames[0], protocol.fps, audio=wav, sample_rate=protocol.sample_rate)
+    out = write_generated_clip(out, frames[0], protocol, encoding_for(profile), audio=wav)
     return {"out": str(out), "profile": profile, "eta": adapter.eta, "steps": adapter.num_steps,
             "seed": int(seed), "text": text, "text_source": text_source,
             "frames": list(frames.shape[1:]), "fps": protocol.fps}
