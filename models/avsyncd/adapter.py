@@ -250,8 +250,10 @@ class AVSyncDFamily(Adapter):
         what = f"{self.name} checkpoint folder (--model-arg checkpoint=DIR)"
         source = (f"`asva-bench train {self.model_kind} --profile paper` (its checkpoint/ folder)"
                   + (f", or the authors' release: {released.source}" if self.model_kind == "avsyncd" else ""))
-        if ck is not None and (ck / "unet").is_dir():  # the released layout
-            reqs = [Requirement(what=what + ", released layout", path=str(ck), files=released.files,
+        unet_dir = None if ck is None else (find_released_unet(ck)
+                                            or (ck / "unet" if (ck / "unet").is_dir() else None))
+        if unet_dir is not None:  # the released layout (.../modules, .../modules/unet or checkpoint-N)
+            reqs = [Requirement(what=what + ", released layout", path=str(unet_dir.parent), files=released.files,
                                 json_files=released.json_files, source=source, check=VERIFY_COMMAND)]
         else:
             reqs = [Requirement(what=what, path=None if ck is None else str(ck), files=(CONFIG_FILE, TRAINABLE_WEIGHTS_FILE),
