@@ -14,7 +14,6 @@ so a killed writer never leaves a file a reader would accept.
 from __future__ import annotations
 
 import os
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .fsutil import atomic_path
 from .protocol import PAPER, ProtocolConfig, ProtocolError, audio_window, clip_start_times, \
     select_frame_indices, shifted_audio_start, spatial_transform
 
@@ -54,61 +54,6 @@ def quiet_native_stderr():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-# --------------------------------------------------------------------------
-# Atomic writes
-# --------------------------------------------------------------------------
-def temp_path_for(path: Path) -> Path:
-    path = Path(path)
-    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-
-
-@contextmanager
-def atomic_path(path):
-    """Yield a temporary sibling path; rename it onto ``path`` on success only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-@contextmanager
-def atomic_folder(folder):
-    """Yield a temporary sibling folder to fill; on success it replaces ``folder`` (the old one is
-    moved aside first and removed after), so readers see the old or the new folder, never a mix."""
-    import shutil
-    import uuid
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def atomic_write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-
-
-def is_temp_file(path) -> bool:
-    return Path(path).name.startswith(".") and ".tmp-" in Path(path).name
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .progress import show_progress
+from .fsutil import show_progress
 
 
 def _emit(args, obj: dict, human: str) -> None:
@@ -123,7 +123,7 @@ def _load_manifest(dataset: str, root):
 
 
 def default_run_dir(dataset: str, profile: str, adapter) -> Path:
-    from .provenance import stable_hash
+    from .fsutil import stable_hash
     cfg = adapter.config()
     tag = adapter.name + (f"-{stable_hash(cfg, 8)}" if cfg else "")
     return Path("runs") / f"{dataset}-{profile}" / tag

@@ -5,15 +5,13 @@ clip list). Written atomically; a key that does not match is never reused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .avio import atomic_path, atomic_write_text
-from .home import home
+from .fsutil import atomic_path, atomic_write_text, home, stable_hash
 
 
 class FeatureCache:
@@ -26,7 +24,7 @@ class FeatureCache:
 
     @staticmethod
     def digest(key: dict) -> str:
-        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        return stable_hash(key, 24)
 
     def paths(self, key: dict) -> tuple[Path, Path]:
         d = self.digest(key)

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from . import distributed as D
 from .adapters import Adapter, AdapterError, ClipBatch, validate_output
-from .avio import ClipEncoding, MediaError, atomic_write_text, decode_protocol_clips, encoding_for, \
-    write_generated_clip
+from .avio import ClipEncoding, MediaError, decode_protocol_clips, encoding_for, write_generated_clip
+from .fsutil import atomic_write_text
 from .datasets import Manifest, VideoEntry
 from .protocol import ProtocolConfig, waveforms_to_mel
 from .provenance import clip_seed, git_revision, package_versions, utc_now

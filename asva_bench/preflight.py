@@ -130,7 +130,7 @@ def fetch_missing(to_fetch, action: str) -> None:
 # The checks of `run` and `score`
 # --------------------------------------------------------------------------
 def _home_problem() -> Unmet | None:
-    from .home import ENV_VAR, home
+    from .fsutil import HOME_ENV as ENV_VAR, home
     prob = writable_problem(home(), f"${ENV_VAR} (the cache of features and weights)")
     if prob is None:
         return None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from .fsutil import stable_hash
 
 _PACKAGES = ("asva-bench", "torch", "torchvision", "torchaudio", "numpy", "av", "decord",
              "diffusers", "torchmetrics")
@@ -41,10 +42,6 @@ def git_revision() -> str | None:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def stable_hash(obj, n: int = 16) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
 def clip_seed(run_seed: int, clip_id: str) -> int:

@@ -18,15 +18,16 @@ import torch
 from tqdm import tqdm
 
 from . import distributed as D
-from .avio import MediaError, VideoFrames, atomic_path, atomic_write_text, decode_protocol_clips, \
-    read_audio
+from .avio import MediaError, VideoFrames, decode_protocol_clips, read_audio
+from .fsutil import atomic_path, atomic_write_text
 from .datasets import get_dataset
 from .evaluators import EvaluatorSuite
 from .feature_cache import FeatureCache
 from .generation import ClipJob, clip_relpath, limited_entries, plan_clips
 from .metrics import METRIC_ORDER, METRICS, ClipMetric, FrechetMetric
 from .protocol import ProtocolConfig, audio_window, waveforms_to_mel
-from .provenance import git_revision, package_versions, results_fingerprint, stable_hash, utc_now
+from .provenance import git_revision, package_versions, results_fingerprint, utc_now
+from .fsutil import stable_hash
 from .tracks import check_track, record_track, rules
 
 RESULTS_SCHEMA = "asva-bench/results/v1"

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from .avio import atomic_write_text, decode_protocol_clips
+from .avio import decode_protocol_clips
+from .fsutil import atomic_write_text
 from .metrics import METRIC_ORDER, METRICS
 from .metrics.bootstrap import draw_counts, percentile_ci
 from .metrics.frechet import bootstrap_frechet, frechet_distance_from_features

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
     from torchvision.utils import save_image
 
-    from asva_bench.avio import atomic_path, atomic_write_text
+    from asva_bench.fsutil import atomic_path, atomic_write_text
 
     base = MiniBase.load(args.bundle, device=args.device)
     test = ensure_clip_cache("synth", root=args.root, split="test", cache_dir=args.cache_dir,

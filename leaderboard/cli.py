@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from asva_bench.progress import show_progress
+from asva_bench.fsutil import show_progress
 
 
 def _emit(args, obj: dict, text: str) -> None:

@@ -235,7 +235,7 @@ def save_checkpoint(model: MiniEmbedding, path, metadata: Mapping | None = None)
     """Write ``<path>.safetensors`` + ``<path>.json`` (config with vocabulary, metadata), atomically."""
     from safetensors.torch import save_file
 
-    from ..avio import atomic_path, atomic_write_text
+    from ..fsutil import atomic_path, atomic_write_text
     path = Path(path)
     st, js = path.with_suffix(".safetensors"), path.with_suffix(".json")
     with atomic_path(st) as tmp:

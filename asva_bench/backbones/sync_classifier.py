@@ -421,7 +421,7 @@ def save_checkpoint(model: SyncClassifier, path, metadata: Mapping | None = None
     """Write ``<path>.safetensors`` + ``<path>.json`` (config and metadata), atomically."""
     from safetensors.torch import save_file
 
-    from ..avio import atomic_path, atomic_write_text
+    from ..fsutil import atomic_path, atomic_write_text
     path = Path(path)
     st = path.with_suffix(".safetensors")
     js = path.with_suffix(".json")
@@ -508,7 +508,7 @@ def load_modules_folder(folder, cfg: SyncClassifierConfig = PAPER_SYNC,
 
 def save_modules_folder(model: SyncClassifier, folder) -> Path:
     """Write the three-module layout (config.json + diffusion_pytorch_model.bin each), atomically per file."""
-    from ..avio import atomic_path, atomic_write_text
+    from ..fsutil import atomic_path, atomic_write_text
     folder = Path(folder)
     sd = model.state_dict()
     class_names = {"audio_encoder": "AudioConv2DNet", "video_encoder": "VideoR2Plus1DNet", "head": "FCHead"}

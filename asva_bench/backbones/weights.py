@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
-import os
 import pickle
 import struct
 import urllib.error
@@ -41,12 +40,10 @@ from typing import Mapping
 import torch
 from tqdm import tqdm
 
-from ..avio import atomic_path, atomic_write_text
+from ..fsutil import DEFAULT_HOME, HOME_ENV, OFFLINE_ENV, atomic_path, atomic_write_text, home
+from ..fsutil import offline as is_offline
 from .base import (BackboneSpec, WeightFile, WeightsChecksumError, WeightsFormatError, WeightsMissingError)
 
-HOME_ENV = "ASVA_BENCH_HOME"
-OFFLINE_ENV = "ASVA_BENCH_OFFLINE"
-DEFAULT_HOME = "~/.cache/asva-bench"
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 # Files above this size show a progress bar while hashed.
@@ -57,13 +54,8 @@ _HASH_PROGRESS_BYTES = 256 << 20
 # Locations
 # --------------------------------------------------------------------------
 def cache_root(override=None) -> Path:
-    """The cache root: ``override``, else $ASVA_BENCH_HOME, else ~/.cache/asva-bench."""
-    root = override if override is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
-    return Path(root).expanduser().resolve()
-
-
-def is_offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    """The weights' cache root, resolved: ``override``, else the home folder (fsutil.home)."""
+    return home(override).resolve()
 
 
 def cache_path(spec: BackboneSpec, wf: WeightFile, root=None) -> Path:

@@ -50,7 +50,7 @@ def _human(res: dict) -> str:
 
 
 def cmd_curate(args) -> int:
-    from ..progress import show_progress
+    from ..fsutil import show_progress
     from .pipeline import apply_review, curate, merge, parse_shard
     progress = show_progress()
     if args.apply_review:

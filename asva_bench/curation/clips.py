@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..avio import MediaError, VideoFrames, is_temp_file, probe, read_audio
+from ..avio import MediaError, VideoFrames, probe, read_audio
+from ..fsutil import is_temp_file
 from ..protocol import ProtocolConfig, resample, spatial_transform
 from .config import CurationError
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..profiles import check_profile
-from ..provenance import stable_hash
+from ..fsutil import stable_hash
 
 #: Bump when the code that computes a signal changes its values.
 SIGNAL_VERSION = 2

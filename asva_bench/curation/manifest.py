@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..avio import atomic_write_text, is_temp_file
-from ..provenance import git_revision, package_versions, stable_hash
+from ..fsutil import atomic_write_text, is_temp_file
+from ..provenance import git_revision, package_versions
+from ..fsutil import stable_hash
 from .config import SIGNALS, CurationConfig, CurationError, config_to_toml
 from .decisions import Decisions, Example
 

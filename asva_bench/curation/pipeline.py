@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed as D
-from ..avio import atomic_write_text
+from ..fsutil import atomic_write_text
 from ..protocol import MINI, PAPER
 from .clips import BadInput, class_text, decode_video, list_inputs, plan_clips
 from .config import CurationConfig, load_config

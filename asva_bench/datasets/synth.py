@@ -1395,7 +1395,8 @@ def _done(root: Path, folder: str, index: int, seed: int) -> bool:
 
 def build_video(job) -> str:
     """Render, encode and record one clip (runs in a worker process)."""
-    from ..avio import atomic_write_text, write_clip
+    from ..avio import write_clip
+    from ..fsutil import atomic_write_text
     root, folder, index, seed, split = job
     root = Path(root)
     frames, audio, record = render_clip(folder, seed, index)
@@ -1439,7 +1440,7 @@ def read_marker(root) -> dict | None:
 
 def _remove_leftovers(root: Path, plan: set[tuple[str, int]]) -> int:
     """Delete temp files of interrupted writes, and generated clips the plan no longer lists."""
-    from ..avio import is_temp_file
+    from ..fsutil import is_temp_file
     removed = 0
     for sub, ext in (("videos", ".mp4"), ("events", ".json")):
         for folder in CLASSES:
@@ -1505,7 +1506,7 @@ def make_synth(root, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_PER_C
 
 
 def _build(root: Path, config: dict, classes, videos_per_class: int, seed: int, workers, progress) -> Path:
-    from ..avio import atomic_write_text
+    from ..fsutil import atomic_write_text
     n_train, n_test = split_sizes(videos_per_class)
     (root / MARKER).unlink(missing_ok=True)  # from now on the root reads as incomplete
     atomic_write_text(root / PLAN, json.dumps(config, indent=1))
@@ -1553,7 +1554,7 @@ def default_root() -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    from ..home import home
+    from ..fsutil import home
     return home() / "datasets" / "synth"
 
 

@@ -181,7 +181,8 @@ def plan(seed: int, videos_per_class: int, defects_per_class: int, small_classes
 # Building one video (worker)
 # --------------------------------------------------------------------------
 def build_one(job) -> dict:
-    from ..avio import atomic_write_text, write_clip
+    from ..avio import write_clip
+    from ..fsutil import atomic_write_text
     root, seed, item = job
     root = Path(root)
     folder, index, kind = item["class"], item["index"], item["kind"]
@@ -243,7 +244,7 @@ def make_synth_wild(root, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_
                     small_class_videos: int = DEFAULT_SMALL_CLASS_VIDEOS, classes=None, workers: int | None = None,
                     progress: bool = True) -> Path:
     """Build (or finish) a synth-wild pool under ``root``; returns the root. Finished videos are kept."""
-    from ..avio import atomic_write_text
+    from ..fsutil import atomic_write_text
     from .synth import _default_workers, _init_worker
     root = Path(root).expanduser()
     if classes is not None:
@@ -304,7 +305,7 @@ def read_labels(root) -> dict[str, dict]:
 
 
 def make_from_args(args, progress: bool) -> dict:
-    from ..home import home
+    from ..fsutil import home
     root = Path(args.root).expanduser() if args.root else home() / "datasets" / "synth-wild"
     vpc = args.videos_per_class if args.videos_per_class is not None else DEFAULT_VIDEOS_PER_CLASS
     def given(name, default):

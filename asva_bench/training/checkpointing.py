@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "loss_log.jsonl"
@@ -30,13 +29,6 @@ RUNTIME_FIELDS = ("threads", "log_every", "checkpoint_every")
 
 class TrainingError(ValueError):
     """A training folder that cannot be resumed as asked, or a run that went wrong."""
-
-
-def atomic_torch_save(obj, path) -> None:
-    """torch.save to a temporary sibling, renamed on success (a killed run never leaves half a file)."""
-    from ..avio import atomic_path
-    with atomic_path(Path(path)) as tmp:
-        torch.save(obj, tmp)
 
 
 def read_log(log) -> list[dict]:
@@ -54,7 +46,7 @@ def truncate_log(log: Path, step: int) -> None:
     log = Path(log)
     if not log.is_file():
         return
-    from ..avio import atomic_write_text
+    from ..fsutil import atomic_write_text
     keep = [json.dumps(rec) for rec in read_log(log) if rec.get("step", 0) <= step]
     atomic_write_text(log, "".join(ln + "\n" for ln in keep))
 
@@ -149,7 +141,7 @@ class TrainingFolder:
             if self.writer and self.log_path.exists():
                 self.log_path.unlink()
         if self.writer:
-            from ..avio import atomic_write_text
+            from ..fsutil import atomic_write_text
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
         return saved
@@ -167,7 +159,7 @@ class TrainingFolder:
 
     def save(self, progress: Progress, write: Callable[[Path], None]) -> Path:
         """Replace ``checkpoint/`` atomically with ``write(tmp_folder)``'s files plus progress.json."""
-        from ..avio import atomic_folder, atomic_write_text
+        from ..fsutil import atomic_folder, atomic_write_text
         with atomic_folder(self.checkpoint) as tmp:
             write(tmp)
             atomic_write_text(tmp / PROGRESS_FILE, json.dumps(asdict(progress), indent=1) + "\n")
@@ -175,4 +167,4 @@ class TrainingFolder:
 
 
 __all__ = ["CHECKPOINT_DIR", "CONFIG_FILE", "LOG_FILE", "PROGRESS_FILE", "RUNTIME_FIELDS", "LossLog", "Progress", "TrainingError",
-           "TrainingFolder", "atomic_torch_save", "config_mismatch", "read_log", "truncate_log"]
+           "TrainingFolder", "config_mismatch", "read_log", "truncate_log"]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..cli import _emit
-from ..progress import show_progress
+from ..fsutil import show_progress
 
 
 def run_module(prog: str, add, argv=None, commands: str | None = None, description: str | None = None) -> int:

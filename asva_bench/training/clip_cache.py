@@ -222,7 +222,7 @@ def _cache_one(job) -> tuple[str, dict | None, str | None]:
     """Decode one video into its cache file (runs in a worker); returns (id, record, error)."""
     from safetensors.torch import save_file
 
-    from ..avio import atomic_path
+    from ..fsutil import atomic_path
     cache_dir, video_id, path, cls, text, cfg_dict = job
     cfg = ProtocolConfig(**cfg_dict)
     dst = _cache_file(Path(cache_dir), video_id)
@@ -359,7 +359,7 @@ def build_clip_cache(entries, cfg: ProtocolConfig, cache_dir, workers: int = 1, 
     """
     from tqdm.auto import tqdm
 
-    from ..avio import atomic_write_text
+    from ..fsutil import atomic_write_text
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fp = cfg.fingerprint()
@@ -609,7 +609,7 @@ def load_manifest(dataset: str, root=None, progress: bool = True, workers: int |
 
 
 def default_cache_root() -> Path:
-    from ..home import home
+    from ..fsutil import home
     return home() / "cache" / "clips"
 
 
@@ -651,7 +651,7 @@ def main(argv=None) -> int:
     import time
 
     from ..avio import MediaError
-    from ..progress import show_progress
+    from ..fsutil import show_progress
     p = argparse.ArgumentParser(prog="python -m asva_bench.training.clip_cache",
                                 description="Decode a dataset split once into the training clip cache.")
     p.add_argument("--dataset", default="synth")

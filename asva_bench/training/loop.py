@@ -32,7 +32,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpointing import LossLog, Progress, TrainingError, TrainingFolder, atomic_torch_save
+from .checkpointing import LossLog, Progress, TrainingError, TrainingFolder
+from ..fsutil import atomic_torch_save
 from .schedule import LRSchedule, set_lr
 
 

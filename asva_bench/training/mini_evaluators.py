@@ -134,7 +134,7 @@ def sha256_file(path) -> str:
 
 def ship(work: Path, out_dir: Path, record: dict) -> dict:
     """Copy the trained files into ``out_dir`` and write manifest.json (sha256 pins + record)."""
-    from ..avio import atomic_path, atomic_write_text
+    from ..fsutil import atomic_path, atomic_write_text
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = {"mini-sync.safetensors": work / "sync" / "sync-mini.safetensors",

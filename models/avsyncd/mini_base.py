@@ -257,7 +257,7 @@ class MiniTokenizer:
 
     # -- files --------------------------------------------------------------
     def save(self, folder) -> None:
-        from asva_bench.avio import atomic_write_text
+        from asva_bench.fsutil import atomic_write_text
         atomic_write_text(Path(folder) / "vocab.json", json.dumps(
             {"special_tokens": list(SPECIAL_TOKENS), "words": self.words,
              "model_max_length": self.model_max_length}, indent=1) + "\n")
@@ -385,7 +385,7 @@ class MiniBase:
     def save(self, folder, dtype: torch.dtype = torch.float16) -> Path:
         """Write the bundle (UNet and text encoder weights in ``dtype``) into ``folder``, atomically:
         built in a temporary sibling folder, then swapped in."""
-        from asva_bench.avio import atomic_folder
+        from asva_bench.fsutil import atomic_folder
         folder = Path(folder)
         with atomic_folder(folder) as tmp, _QuietDiffusers():
             import copy

@@ -72,9 +72,9 @@ from .pipeline import make_scheduler
 from .unet3d import AVSyncDUNet
 
 from asva_bench import distributed as D
-from asva_bench.progress import show_progress
+from asva_bench.fsutil import atomic_torch_save, show_progress
 from asva_bench.training.checkpointing import (CHECKPOINT_DIR, CONFIG_FILE, LOG_FILE,  # noqa: F401 (re-exported)
-                                               Progress, TrainingError, TrainingFolder, atomic_torch_save)
+                                               Progress, TrainingError, TrainingFolder)
 from asva_bench.training.clip_cache import DEFAULT_PACK_FPS
 from asva_bench.training.loop import Budget, Hook, StepResult, run_steps, step_generator, step_seed
 from asva_bench.training.noise import draw_timesteps_and_noise, noised
@@ -336,7 +336,7 @@ def build_model(parts: FrozenParts, model: str, num_frames: int, seed: int = 0) 
 def _write_checkpoint(folder: Path, net: AVSyncDUNet, opt, step: int, seconds: float, cfg: TrainConfig,
                       parts: FrozenParts, last_loss: float | None) -> None:
     """Fill a checkpoint folder: what the adapters load, plus the optimizer state."""
-    from asva_bench.avio import atomic_write_text
+    from asva_bench.fsutil import atomic_write_text
     net.save_trainable(folder)
     atomic_torch_save({"optimizer": opt.state_dict()}, folder / OPTIMIZER_FILE)
     record = {**parts.identity, "model": cfg.model, "step": step, "train_seconds": round(seconds, 1),

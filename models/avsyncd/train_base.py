@@ -65,7 +65,7 @@ DEFAULT_STEPS = 20000
 
 
 def default_out() -> Path:
-    from asva_bench.home import home
+    from asva_bench.fsutil import home
     return home() / "training" / "mini_base"
 
 
@@ -99,7 +99,7 @@ def _write_state(folder: Path, base: MiniBase, ema: dict | None, opt, record: di
     """Fill a checkpoint folder (TrainingFolder.save replaces the old one atomically)."""
     from safetensors.torch import save_file
 
-    from asva_bench.avio import atomic_write_text
+    from asva_bench.fsutil import atomic_write_text
     t = {}
     for prefix, module in (("unet.", base.unet), ("text_encoder.", base.text_encoder), ("vae.", base.vae)):
         t.update({prefix + k: v for k, v in module.state_dict().items()})
@@ -332,7 +332,7 @@ def write_sample_grid(base: MiniBase, path, per_class: int = 4, steps: int = 25,
     """One row per class text (``per_class`` samples), saved as a PNG, atomically."""
     from torchvision.utils import save_image
 
-    from asva_bench.avio import atomic_path
+    from asva_bench.fsutil import atomic_path
     from .mini_base import sample_images
     texts = list(texts) if texts is not None else _class_texts(base)
     prompts = [t for t in texts for _ in range(per_class)]

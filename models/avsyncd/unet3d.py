@@ -262,7 +262,7 @@ class AVSyncDUNet(nn.Module):
         """Write the trainable weights (safetensors) and the config (json) into ``folder``, atomically."""
         from safetensors.torch import save_file
 
-        from asva_bench.avio import atomic_path, atomic_write_text
+        from asva_bench.fsutil import atomic_path, atomic_write_text
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

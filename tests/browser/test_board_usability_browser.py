@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))   # helpers beside this file, whatever pytest's import mode
 from browser_support import artifacts, browser, console_errors, screenshot, wait_for  # noqa: F401
