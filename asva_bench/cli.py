@@ -170,11 +170,12 @@ def check_limit(limit) -> None:
 
 def _run_locked(args, spec, out) -> int:
     from .generation import run_generation
+    from .runs import RUN_FILE
     record = run_generation(spec, out, skip_bad=args.skip_bad, device=args.device,
                             progress=show_progress())
     c = record.get("clips", {})
     human = (f"{c.get('generated')}/{c.get('expected')} clips in {out / 'videos'} "
-             f"({record.get('status')}); manifest: {out / 'run.json'}")
+             f"({record.get('status')}); manifest: {out / RUN_FILE}")
     if c.get("skipped_inputs"):
         human += f"\nskipped {len(c['skipped_inputs'])} bad input video(s): listed in run.json"
     results = None
@@ -198,8 +199,9 @@ def _is_rank0() -> bool:
 def _score(args, run_dir, allow_incomplete=None):
     from .evaluators import load_suite
     from .preflight import check_score
-    from .scoring import ScoreOptions, load_run, score_run
-    record = load_run(Path(run_dir))
+    from .runs import read_run
+    from .scoring import ScoreOptions, score_run
+    record = read_run(run_dir).to_dict()
     metrics = tuple(m.strip() for m in args.metrics.split(",")) if getattr(args, "metrics", None) else None
     if metrics:
         from .metrics import METRICS
@@ -222,12 +224,12 @@ def _results_text(results: dict, run_dir) -> str:
     for m, s in results["metrics"].items():
         arrow = "higher is better" if s["higher_is_better"] else "lower is better"
         lines.append(f"  {LABELS.get(m, m):<10} {s['mean']:9.2f}  95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  ({arrow})")
+    from .runs import RESULTS_FILE, rescoring_paths, scores_path_for
     if results.get("generated_on_track"):  # rescored under another track than the run's
-        track = results["protocol"]["track"]
-        res, per_clip = f"results.{track}.json", f"results.{track}.scores.jsonl"
+        res = rescoring_paths(run_dir, results["protocol"]["track"])[0]
     else:
-        res, per_clip = "results.json", "scores.jsonl"
-    lines.append(f"results: {Path(run_dir) / res}  per clip: {Path(run_dir) / per_clip}  "
+        res = Path(run_dir) / RESULTS_FILE
+    lines.append(f"results: {res}  per clip: {scores_path_for(res)}  "
                  f"(track {results['protocol'].get('track')})")
     return "\n".join(lines)
 
@@ -245,7 +247,7 @@ def cmd_validate(args) -> int:
     from .validation import format_table, validate, write_report
     spec, manifest = _load_manifest(args.dataset, args.root)
     cfg = protocol_for(spec.protocol, args.profile, args.track)
-    from .generation import limited_entries
+    from .runs import limited_entries
     entries = limited_entries(manifest.split("test"), args.limit)
     report = validate(load_suite(args.profile, device=args.device), entries, cfg,
                       replicates=args.replicates, progress=show_progress())
@@ -269,6 +271,12 @@ def cmd_demo(args) -> int:
     limit = None if args.full else (args.limit or DEMO_LIMIT)
     rep = run_demo(args.out, limit=limit, progress=show_progress(), device=args.device,
                    log=(lambda *_: None) if args.json else print)
+    # the site is the presentation layer's: the CLI wires it after the core's runs and tables
+    from .leaderboard.build import build_site
+    t_site = time.perf_counter()
+    build_site(list(rep.runs.values()), Path(args.out) / "site", progress=show_progress())
+    rep.site = str(Path(args.out) / "site" / "index.html")
+    rep.timings["leaderboard"] = round(time.perf_counter() - t_site, 1)
     total = round(time.perf_counter() - t, 1)
     df = to_frame([load_results(p) for p in rep.runs.values()])
     skipped = "\n".join(f"NOT RUN {k}: {v}" for k, v in rep.unavailable.items())
@@ -467,7 +475,7 @@ def main(argv=None) -> int:
     from .adapters import AdapterError
     from .avio import MediaError
     from .datasets import DatasetError
-    from .generation import RunFolderError
+    from .runs import RunFolderError
     from .preflight import PreflightError
     from .registry import UnknownNameError
     from .results import ResultsError

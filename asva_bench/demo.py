@@ -53,6 +53,7 @@ def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, prog
     from .adapters import AdapterError, adapter_registry, build_adapter
     from .datasets import get_dataset
     from .datasets.synth import ensure_synth
+    from .runs import present_clips
     from .evaluators import load_suite
     from .generation import RunSpec, run_generation
     from .profiles import protocol_for
@@ -92,7 +93,7 @@ def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, prog
         except AdapterError as e:
             # e.g. mini weights not shipped in this version: say so, go on with the other models;
             # a run folder without any clip is removed so a later demo starts it afresh
-            if run_dir.is_dir() and not any((run_dir / "videos").rglob("*.mp4")):
+            if run_dir.is_dir() and not present_clips(run_dir):
                 shutil.rmtree(run_dir)
             rep.unavailable[label] = str(e)
             log(f"skipping {label}: {e}")
@@ -106,9 +107,4 @@ def run_demo(out="runs/demo", limit: int | None = None, models=DEMO_MODELS, prog
     results = [load_results(p) for p in rep.runs.values()]
     df = to_frame(results)
     rep.table = write_tables(df, out / "table")
-    t = time.perf_counter()
-    from .leaderboard.build import build_site
-    build_site(list(rep.runs.values()), out / "site", progress=progress)
-    rep.site = str(out / "site" / "index.html")
-    rep.timings["leaderboard"] = round(time.perf_counter() - t, 1)
     return rep

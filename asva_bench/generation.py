@@ -7,7 +7,6 @@ that records everything that produced the clips.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,35 +17,11 @@ from tqdm import tqdm
 from . import distributed as D
 from .adapters import Adapter, AdapterError, ClipBatch, validate_output
 from .avio import ClipEncoding, MediaError, decode_protocol_clips, encoding_for, write_generated_clip
-from .fsutil import atomic_write_text
 from .datasets import Manifest, VideoEntry
 from .protocol import ProtocolConfig, waveforms_to_mel
 from .provenance import clip_seed, git_revision, package_versions, utc_now
-
-RUN_SCHEMA = "asva-bench/run/v1"
-
-
-class RunFolderError(RuntimeError):
-    """A run folder that holds a different run, or a broken one."""
-
-
-@dataclass(frozen=True)
-class ClipJob:
-    entry: VideoEntry
-    index: int  # 0..clips_per_video-1
-
-    @property
-    def clip_id(self) -> str:
-        return f"{self.entry.class_name}/{self.entry.stem}_clip-{self.index:02d}"
-
-
-def clip_relpath(clip_id: str) -> str:
-    return f"videos/{clip_id}.mp4"
-
-
-def plan_clips(entries: list[VideoEntry], cfg: ProtocolConfig) -> list[ClipJob]:
-    return [ClipJob(e, i) for e in entries for i in range(cfg.clips_per_video)]
-
+from .runs import (LIMIT_RULE, RUN_FILE, RUN_SCHEMA, RunFolderError, clip_relpath, limited_entries, plan_clips,
+                   read_run_json, remove_stale_temp_files, write_run)
 
 @dataclass
 class RunSpec:
@@ -95,29 +70,10 @@ class RunSpec:
 SHIFT_RULE = ("the model is given the audio window |shift| s later in the same recording, or earlier where "
               "later runs past its end (clamped to the recording: at least |shift| - 1 frame off); written "
               "clips and scoring use the true audio")
-LIMIT_RULE = "round robin over classes (sorted), videos in path order"
 #: The ground-truth audio muxed into generated clips, per protocol track.
 MUXED_AUDIO = {"asva-reference": "the reference's whole decoded frames in [start, start + 2 s] at 16 kHz, "
                                  "uncropped, original channels",
                "corrected": "the protocol window: 32000 samples at 16 kHz, mono"}
-
-
-def limited_entries(entries: list[VideoEntry], limit: int | None) -> list[VideoEntry]:
-    """The test videos of a reduced protocol: ``limit`` videos taken round robin over the classes
-    (so every class is represented, as far as ``limit`` allows), returned in path order."""
-    entries = sorted(entries, key=lambda e: e.rel_path)
-    if not limit or limit >= len(entries):
-        return entries
-    by_class: dict[str, list[VideoEntry]] = {}
-    for e in entries:
-        by_class.setdefault(e.class_name, []).append(e)
-    picked, rank = [], 0
-    while len(picked) < limit:
-        for c in sorted(by_class):
-            if rank < len(by_class[c]) and len(picked) < limit:
-                picked.append(by_class[c][rank])
-        rank += 1
-    return sorted(picked, key=lambda e: e.rel_path)
 
 
 def _entries(spec: RunSpec) -> list[VideoEntry]:
@@ -129,13 +85,9 @@ def _entries(spec: RunSpec) -> list[VideoEntry]:
 
 
 def _check_or_write_manifest(out: Path, spec: RunSpec, rank: int) -> dict:
-    path = out / "run.json"
     ident = spec.identity()
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise RunFolderError(f"{path} is not valid JSON ({e}); delete the run folder or use another --out") from e
+    if (out / RUN_FILE).exists():
+        old = read_run_json(out)
         diffs = [k for k in sorted(set(ident) | ({"conditioning"} & set(old))) if old.get(k) != ident.get(k)]
         if diffs:
             raise RunFolderError(
@@ -144,8 +96,7 @@ def _check_or_write_manifest(out: Path, spec: RunSpec, rank: int) -> dict:
         return old
     if rank == 0:
         record = {"schema": RUN_SCHEMA, **ident, "status": "running", "created": utc_now()}
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True))
+        write_run(out, record)
         return record
     return {}
 
@@ -199,13 +150,11 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
     out = Path(out)
     rank, world = D.init_from_env()
     record = _check_or_write_manifest(out, spec, rank)
-    if rank == 0 and (out / "videos").is_dir():
-        # leftovers of a killed writer: never accepted, so remove them
-        for stale in (out / "videos").rglob(".*.tmp-*"):
-            stale.unlink()
+    if rank == 0:
+        remove_stale_temp_files(out)
     D.barrier()
     if rank != 0:
-        record = json.loads((out / "run.json").read_text())
+        record = read_run_json(out)
 
     jobs = plan_clips(_entries(spec), spec.protocol)
     missing = [j for j in jobs if not (out / clip_relpath(j.clip_id)).exists()]
@@ -259,8 +208,8 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
             "status": "complete" if present == len(jobs) else "incomplete",
             "finished": utc_now(),
         })
-        atomic_write_text(out / "run.json", json.dumps(record, indent=2, sort_keys=True))
+        write_run(out, record)
     D.barrier()
     if rank != 0:
-        record = json.loads((out / "run.json").read_text())
+        record = read_run_json(out)
     return record

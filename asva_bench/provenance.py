@@ -9,7 +9,6 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .fsutil import stable_hash
 
 _PACKAGES = ("asva-bench", "torch", "torchvision", "torchaudio", "numpy", "av", "decord",
              "diffusers", "torchmetrics")
@@ -48,14 +47,3 @@ def clip_seed(run_seed: int, clip_id: str) -> int:
     """Per-clip seed: independent of sharding and of the order clips run in."""
     h = hashlib.sha256(f"{int(run_seed)}:{clip_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") & ((1 << 63) - 1)
-
-
-def results_fingerprint(results: dict) -> str:
-    """What makes two results comparable, hashed from the results' own fields:
-    profile, protocol, dataset (name, split, manifest, limit), evaluator
-    backbones and clip encoding. Used by scoring and by the leaderboard validator."""
-    ds = results.get("dataset") or {}
-    return stable_hash({"profile": results.get("profile"),
-                        "protocol": (results.get("protocol") or {}).get("fingerprint"),
-                        "dataset": [ds.get("name"), ds.get("split"), ds.get("manifest_hash"), ds.get("limit")],
-                        "suite": results.get("backbones"), "encoding": results.get("encoding")})

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from .metrics import METRIC_ORDER, METRICS
+from .runs import RunFolderError, read_results, read_scores, results_file, scores_path_for
 
 LABELS = {"fid": "FID", "fvd": "FVD", "ia": "IA", "it": "IT", "relsync": "RelSync", "alignsync": "AlignSync"}
 REFERENCE_MODELS = ("groundtruth", "static")  # reference rows: shown, never ranked (as on the site)
 
 
-class ResultsError(ValueError):
-    pass
+#: Results that cannot be used as asked (the run folder contract's one error type).
+ResultsError = RunFolderError
 
 
 def load_results(path) -> dict:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "results.json"
-    if not p.is_file():
-        raise ResultsError(f"{p}: no results file; score the run with `asva-bench score {p.parent}`")
-    r = json.loads(p.read_text())
-    if r.get("schema") != "asva-bench/results/v1":
-        raise ResultsError(f"{p}: schema {r.get('schema')!r} is not asva-bench/results/v1")
+    """A results file (or a run folder's), checked against the results schema; ``_path`` added."""
+    p = results_file(path)
+    r = read_results(p).to_dict()
     r["_path"] = str(p)
     return r
 
@@ -131,13 +126,8 @@ def write_tables(df: pd.DataFrame, out_prefix) -> dict:
 # Paired comparison of two runs over the same clips
 # --------------------------------------------------------------------------
 def read_per_clip(run) -> dict[str, dict]:
-    """clip_id -> {"video_id", "metrics"} from a scored run's scores.jsonl."""
-    p = Path(run)
-    p = p.parent if p.name == "results.json" else p
-    f = p / "scores.jsonl"
-    if not f.is_file():
-        raise ResultsError(f"{f}: no per-clip scores; score the run with `asva-bench score {p}`")
-    from .leaderboard.validate import read_scores  # the scores.jsonl reader the leaderboard validates with
+    """clip_id -> {"video_id", "metrics"} from a scored run's scores (beside its results file)."""
+    f = scores_path_for(results_file(run))
     out = {}
     for row in read_scores(f):
         try:

@@ -8,7 +8,6 @@ fingerprint and cached on disk.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,21 +18,19 @@ from tqdm import tqdm
 
 from . import distributed as D
 from .avio import MediaError, VideoFrames, decode_protocol_clips, read_audio
-from .fsutil import atomic_path, atomic_write_text
 from .datasets import get_dataset
 from .evaluators import EvaluatorSuite
 from .feature_cache import FeatureCache
-from .generation import ClipJob, clip_relpath, limited_entries, plan_clips
 from .metrics import METRIC_ORDER, METRICS, ClipMetric, FrechetMetric
 from .protocol import ProtocolConfig, audio_window, waveforms_to_mel
-from .provenance import git_revision, package_versions, results_fingerprint, utc_now
 from .fsutil import stable_hash
+from .provenance import git_revision, package_versions, utc_now
+from .runs import (RESULTS_FILE, RESULTS_SCHEMA, SCORES_FILE, ClipJob, RunFolderError, clip_relpath,
+                   limited_entries, plan_clips, present_clips, read_run, rescoring_paths, results_fingerprint,
+                   write_results)
 from .tracks import check_track, record_track, rules
 
-RESULTS_SCHEMA = "asva-bench/results/v1"
-
-
-class ScoringError(RuntimeError):
+class ScoringError(RunFolderError):
     """A run folder that cannot be scored as asked; names the clips and the fix."""
 
 
@@ -62,17 +59,6 @@ class ScoreOptions:
 # ---------------------------------------------------------------------------
 # Run folder checks
 # ---------------------------------------------------------------------------
-def load_run(run_dir: Path) -> dict:
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise ScoringError(f"{path} is missing: not a run folder. Generate one with `asva-bench run`, "
-                           "or write run.json for clips made by another tool (docs/results-format.md)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ScoringError(f"{path} is not valid JSON ({e})") from e
-
-
 def run_protocol(record: dict, track: str | None = None) -> ProtocolConfig:
     """The run's protocol, on ``track`` when given (else the run's own; runs made before tracks
     existed carry none and get their profile's default, asva_bench.tracks.record_track)."""
@@ -87,14 +73,12 @@ def results_paths(run_dir: Path, record: dict, cfg: ProtocolConfig) -> tuple[Pat
     of a results file and its scores), leaving the run's own intact."""
     run_dir = Path(run_dir)
     if cfg.track == record_track(record["protocol"], record.get("profile", "paper")):
-        return run_dir / "results.json", run_dir / "scores.jsonl"
-    return run_dir / f"results.{cfg.track}.json", run_dir / f"results.{cfg.track}.scores.jsonl"
+        return run_dir / RESULTS_FILE, run_dir / SCORES_FILE
+    return rescoring_paths(run_dir, cfg.track)
 
 
 def coverage(run_dir: Path, jobs: list[ClipJob]) -> RunCoverage:
-    vdir = Path(run_dir) / "videos"
-    present_files = {str(p.relative_to(vdir))[:-4] for p in vdir.rglob("*.mp4")
-                     if not p.name.startswith(".")} if vdir.is_dir() else set()
+    present_files = present_clips(run_dir)
     expected_ids = {j.clip_id for j in jobs}
     present = [j for j in jobs if j.clip_id in present_files]
     return RunCoverage(jobs, present, sorted(expected_ids - present_files),
@@ -275,7 +259,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     rank, world = D.init_from_env()
-    record = load_run(run_dir)
+    record = read_run(run_dir).to_dict()
     cfg = run_protocol(record, opts.track)
     run_track = record_track(record["protocol"], record.get("profile", "paper"))
     if suite.profile != record.get("profile"):
@@ -432,8 +416,6 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         "scored": utc_now(),
     }
     results["fingerprint"] = results_fingerprint(results)
-    results_path, scores_path = results_paths(run_dir, record, cfg)
-    with atomic_path(scores_path) as tmp:
-        Path(tmp).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in score_rows))
-    atomic_write_text(results_path, json.dumps(results, indent=2, sort_keys=True))
+    results_path, _ = results_paths(run_dir, record, cfg)
+    write_results(results_path, results, score_rows)
     return results

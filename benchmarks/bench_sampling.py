@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     from asva_bench.adapters import build_adapter
     from asva_bench.datasets import get_dataset
     from asva_bench.datasets.synth import ensure_synth
-    from asva_bench.generation import RunSpec, _batches, _make_batch, plan_clips
+    from asva_bench.generation import RunSpec, _batches, _make_batch
+    from asva_bench.runs import plan_clips
     from asva_bench.profiles import protocol_for
 
     margs = [f"scheduler={args.scheduler}"] if args.scheduler else []

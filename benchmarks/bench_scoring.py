@@ -34,11 +34,11 @@ def main():
     from asva_bench.feature_cache import FeatureCache
     from asva_bench.metrics import METRIC_ORDER, METRICS
     from asva_bench.scoring import (ScoreOptions, coverage, decode_generated_clip, gen_features,
-                                    load_run, run_protocol, score_run)
+                                    run_protocol, score_run)
     from asva_bench.datasets import get_dataset
-    from asva_bench.generation import clip_relpath, plan_clips
+    from asva_bench.runs import clip_relpath, plan_clips, read_run
 
-    record = load_run(args.run_dir)
+    record = read_run(args.run_dir).to_dict()
     cfg = run_protocol(record)
     suite = load_suite(record["profile"])
     suite.fingerprint()  # build the backbones outside the timings

@@ -44,13 +44,13 @@ def main():
 
     from asva_bench.evaluators import load_suite
     from asva_bench.results import model_label
-    from asva_bench.scoring import load_run
+    from asva_bench.runs import read_run
     from asva_bench.tracks import CORRECTED, REFERENCE, register_ablation
 
     report = {"runs": []}
     suites = {}
     for run in args.runs:
-        record = load_run(run)
+        record = read_run(run).to_dict()
         profile = record["profile"]
         suite = suites.setdefault(profile, load_suite(profile, device=args.device))
         entry = {"run": str(run), "model": model_label(record), "dataset": record["dataset"]["name"],

@@ -38,6 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+from asva_bench import runs
+
 from .published import PublishedRow, load_published, reported_value, rows_for
 from .validate import GROUNDTRUTH, REFERENCE_MODELS, Problem, ResultsError, ResultsFile, \
     board_reference, check_fingerprint, duplicate_labels, find_results_files, load_entry, read_scores
@@ -312,11 +314,10 @@ def select_gallery(entry: Entry, per_class: int) -> list[dict]:
         rows = [(r["clip_id"], str(r.get("class") or r["clip_id"].split("/")[0]), r.get("text"))
                 for r in entry.scores]
     else:
-        rows = [(p.relative_to(run_dir / "videos").with_suffix("").as_posix(), p.parent.name, None)
-                for p in (run_dir / "videos").rglob("*.mp4") if not p.name.startswith(".")]
+        rows = [(c, c.split("/")[0], None) for c in runs.present_clips(run_dir)]
     by_class: dict[str, list] = {}
     for clip_id, cls, text in sorted(rows):
-        if (run_dir / "videos" / f"{clip_id}.mp4").is_file():
+        if (run_dir / runs.clip_relpath(clip_id)).is_file():
             by_class.setdefault(cls, []).append((clip_id, text))
     chosen = []
     for cls in sorted(by_class):
@@ -444,7 +445,7 @@ class MediaStore:
         key = (entry.slug, clip_id)
         if key in self.placed:
             return self.placed[key]
-        src = entry.rf.run_dir / "videos" / f"{clip_id}.mp4" if entry.rf.run_dir else None
+        src = entry.rf.run_dir / runs.clip_relpath(clip_id) if entry.rf.run_dir else None
         if src is None or not src.is_file():
             self.placed[key] = None
             return None

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asva_bench import runs
+
 KEY_SCHEMA = "asva-bench/study-key/v1"
 VOTES_SCHEMA = "asva-bench/study-votes/v1"
 QUESTIONS = [
@@ -71,32 +73,30 @@ class StudyRun:
     clips: set[str]     # clip ids with a video file
 
     def video(self, clip_id: str) -> Path:
-        return self.path / "videos" / f"{clip_id}.mp4"
+        return self.path / runs.clip_relpath(clip_id)
 
 
 def read_run(path) -> tuple[str, set[str]]:
+    """(model name, clip ids with a video file) of a run folder, through the run folder contract."""
     path = Path(path)
-    meta = None
-    for name in ("results.json", "run.json"):
-        if (path / name).is_file():
-            try:
-                meta = json.loads((path / name).read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise StudyError(f"{path / name}: not valid JSON ({e})") from None
-            break
-    if meta is None:
-        raise StudyError(f"{path}: not a run folder (no results.json or run.json); pass the "
-                         "--out folder of `asva-bench run`")
+    try:
+        if (path / runs.RESULTS_FILE).is_file():
+            meta = runs.read_results_json(path)
+        elif (path / runs.RUN_FILE).is_file():
+            meta = runs.read_run_json(path)
+        else:
+            raise StudyError(f"{path}: not a run folder (no results.json or run.json); pass the "
+                             "--out folder of `asva-bench run`")
+    except runs.RunFolderError as e:
+        raise StudyError(str(e)) from None
     model = meta.get("model", {}).get("name") if isinstance(meta.get("model"), dict) else None
     if not isinstance(model, str) or not model:
         raise StudyError(f"{path}: run manifest has no model.name")
-    videos = path / "videos"
-    if not videos.is_dir():
+    if not (path / runs.VIDEOS_DIR).is_dir():
         raise StudyError(f"{path}: has no videos/ folder; the run generated nothing")
-    clips = {p.relative_to(videos).with_suffix("").as_posix() for p in videos.rglob("*.mp4")
-             if not p.name.startswith(".")}
+    clips = runs.present_clips(path)
     if not clips:
-        raise StudyError(f"{videos}: no .mp4 clips")
+        raise StudyError(f"{path / runs.VIDEOS_DIR}: no .mp4 clips")
     return model, clips
 
 

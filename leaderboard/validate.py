@@ -14,25 +14,23 @@ board already has). A board is one (dataset, profile, track).
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SCHEMA = "asva-bench/results/v1"
-HEX16 = re.compile(r"^[0-9a-f]{16}$")
+from asva_bench import runs
+
+SCHEMA = runs.RESULTS_SCHEMA
 #: model names whose runs are reference rows, not competitors
 GROUNDTRUTH = "groundtruth"
 REFERENCE_MODELS = (GROUNDTRUTH, "static")
-MAX_NOTES_CHARS = 2000
 #: entries folder of the published board, beside this module
 ENTRIES_DIR = Path(__file__).parent / "entries"
 
 
-class ResultsError(ValueError):
-    """A results file that cannot be used at all; the message names the file and the fix."""
+#: A results file that cannot be used at all (the run folder contract's one error type).
+ResultsError = runs.RunFolderError
 
 
 @dataclass(frozen=True)
@@ -99,11 +97,11 @@ def find_results_files(paths) -> list[Path]:
     for p in map(Path, paths):
         if p.is_file():
             found.append(p)
-        elif (p / "results.json").is_file():
-            found.append(p / "results.json")
+        elif (p / runs.RESULTS_FILE).is_file():
+            found.append(p / runs.RESULTS_FILE)
         elif p.is_dir():
             inside = sorted(q for q in p.rglob("*.json")
-                            if q.name != "run.json" and not q.name.startswith("."))
+                            if q.name != runs.RUN_FILE and not q.name.startswith("."))
             if not inside:
                 raise ResultsError(f"{p}: folder holds no results.json or *.json entries; "
                                    "pass a run folder after its scoring stage, or a results file")
@@ -115,45 +113,23 @@ def find_results_files(paths) -> list[Path]:
 
 
 def scores_path_for(path: Path) -> Path | None:
-    """``results.json`` -> ``scores.jsonl``; ``name.json`` -> ``name.scores.jsonl``."""
-    candidate = path.with_name("scores.jsonl") if path.name == "results.json" \
-        else path.with_name(path.stem + ".scores.jsonl")
+    """The per-clip scores beside a results file, when present (asva_bench.runs names them)."""
+    candidate = runs.scores_path_for(path)
     return candidate if candidate.is_file() else None
 
 
 def read_results(path) -> ResultsFile:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultsError(f"{path}: not valid JSON ({e}); it must be the results.json "
-                           "written by the scoring stage") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
-    run_dir = path.parent if path.name == "results.json" and (path.parent / "videos").is_dir() else None
+    data = runs.read_results_json(path)
+    run_dir = path.parent if path.name == runs.RESULTS_FILE and (path.parent / runs.VIDEOS_DIR).is_dir() else None
     return ResultsFile(path, data, scores_path_for(path), run_dir)
 
 
-def read_scores(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ResultsError(f"{path}:{n}: not valid JSON ({e}); re-run the scoring stage") from None
-            if not isinstance(row, dict) or not isinstance(row.get("clip_id"), str):
-                raise ResultsError(f"{path}:{n}: each line must be an object with a string clip_id")
-            rows.append(row)
-    return rows
+read_scores = runs.read_scores
 
 
 # --------------------------------------------------------------------------
-# Schema
+# Schema: the run folder contract's own check (asva_bench.runs.Results)
 # --------------------------------------------------------------------------
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
@@ -164,80 +140,9 @@ def _is_int(x) -> bool:
 
 
 def check_schema(data: dict) -> list[Problem]:
-    out: list[Problem] = []
-
-    def bad(where, msg):
-        out.append(Problem("schema", where, msg))
-
-    def need(obj, key, test, what, prefix=""):
-        where = f"{prefix}{key}"
-        if key not in obj:
-            bad(where, f"missing; expected {what}")
-            return None
-        if not test(obj[key]):
-            bad(where, f"expected {what}, got {json.dumps(obj[key])[:60]}")
-            return None
-        return obj[key]
-
-    is_obj = lambda x: isinstance(x, dict)
-    nonempty_str = lambda x: isinstance(x, str) and x.strip() != ""
-
-    if data.get("schema") != SCHEMA:
-        bad("schema", f"expected \"{SCHEMA}\", got {json.dumps(data.get('schema'))}; "
-                      "write the file with this version's scoring stage")
-    model = need(data, "model", is_obj, "an object")
-    if model is not None:
-        need(model, "name", nonempty_str, "a non-empty string", "model.")
-        if "config" in model and not is_obj(model["config"]):
-            bad("model.config", "expected an object")
-    ds = need(data, "dataset", is_obj, "an object")
-    if ds is not None:
-        need(ds, "name", nonempty_str, "a non-empty string", "dataset.")
-        need(ds, "manifest_hash", nonempty_str, "the manifest hash string", "dataset.")
-    need(data, "profile", nonempty_str, "a profile name such as \"mini\" or \"paper\"")
-    proto = need(data, "protocol", is_obj, "the protocol parameters object")
-    if proto is not None:
-        need(proto, "fingerprint", lambda x: isinstance(x, str) and bool(HEX16.match(x)),
-             "16 lowercase hex digits", "protocol.")
-    need(data, "fingerprint", lambda x: isinstance(x, str) and bool(HEX16.match(x)),
-         "16 lowercase hex digits")
-    clips = need(data, "clips", is_obj, "an object with expected/scored/failed counts")
-    if clips is not None:
-        for k in ("expected", "scored", "failed"):
-            need(clips, k, lambda x: _is_int(x) and x >= 0, "a non-negative integer", "clips.")
-        if "failed_ids" in clips and not (isinstance(clips["failed_ids"], list)
-                                          and all(isinstance(i, str) for i in clips["failed_ids"])):
-            bad("clips.failed_ids", "expected a list of clip id strings")
-    metrics = need(data, "metrics", lambda x: is_obj(x) and len(x) > 0, "a non-empty object of metrics")
-    for name, m in (metrics or {}).items():
-        p = f"metrics.{name}."
-        if not is_obj(m):
-            bad(f"metrics.{name}", "expected an object (a metric not computed is absent, never null)")
-            continue
-        vals = [need(m, k, _is_number, "a finite number", p) for k in ("mean", "ci_low", "ci_high")]
-        need(m, "higher_is_better", lambda x: isinstance(x, bool), "true or false", p)
-        for k in ("n_clips", "n_rows", "n_videos"):   # clip metrics: n_clips; Frechet: n_rows, n_videos
-            if k in m and not (_is_int(m[k]) and m[k] >= 0):
-                bad(p + k, "expected a non-negative integer")
-        if "scale" in m and not _is_number(m["scale"]):
-            bad(p + "scale", "expected a number")
-        # A percentile bootstrap of a Frechet distance may lie beside the point
-        # estimate, so only the order of the bounds is a rule.
-        if vals[1] is not None and vals[2] is not None and vals[1] > vals[2]:
-            bad(f"metrics.{name}", f"confidence interval [{vals[1]}, {vals[2]}] is reversed")
-    per_class = need(data, "per_class", is_obj, "an object class -> {metric: value}")
-    for cls, row in (per_class or {}).items():
-        if not is_obj(row) or not all(_is_number(v) for v in row.values()):
-            bad(f"per_class.{cls}", "expected an object of metric -> finite number")
-    for k in ("versions", "seeds"):
-        need(data, k, is_obj, "an object")
-    need(data, "created", nonempty_str, "an ISO 8601 time string")
-    for k in ("backbones", "encoding", "timing_s"):
-        if k in data and not is_obj(data[k]):
-            bad(k, "expected an object")
-    if "notes" in data and not (isinstance(data["notes"], str) and len(data["notes"]) <= MAX_NOTES_CHARS):
-        bad("notes", f"expected a string of at most {MAX_NOTES_CHARS} characters")
-    return out
+    return [Problem("schema", where, message + ("; write the file with this version's scoring stage"
+                                                if where == "schema" else ""))
+            for where, message in runs.results_problems(data)]
 
 
 def check_protocol(data: dict) -> list[Problem]:
@@ -380,7 +285,7 @@ FINGERPRINT_PARTS = ("profile", "protocol.fingerprint", "dataset.name", "dataset
 
 def expected_fingerprint(data: dict) -> str:
     """The results fingerprint recomputed from the file's own fields (the scorer's recipe)."""
-    from asva_bench.provenance import results_fingerprint
+    from asva_bench.runs import results_fingerprint
     return results_fingerprint(data)
 
 

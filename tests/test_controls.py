@@ -95,10 +95,15 @@ def test_label_names_the_shift():
 # --------------------------------------------------------------------------
 # Paired differences
 # --------------------------------------------------------------------------
-def _fake_run(folder: Path, values: dict, fingerprint="fp1"):
+def _fake_run(folder: Path, values: dict, fingerprint="00000000000000f1"):
+    """A scored run with just what the results schema requires (asva_bench.runs.Results)."""
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(
-        {"schema": "asva-bench/results/v1", "fingerprint": fingerprint, "model": {"name": "static", "config": {}}}))
+    (folder / "results.json").write_text(json.dumps({
+        "schema": "asva-bench/results/v1", "fingerprint": fingerprint, "model": {"name": "static", "config": {}},
+        "dataset": {"name": "synth", "manifest_hash": "0" * 16}, "profile": "mini",
+        "protocol": {"name": "mini-64", "fingerprint": "0" * 16}, "created": "2026-12-01T00:00:00Z",
+        "seeds": {}, "versions": {}, "per_class": {}, "clips": {"expected": len(values), "failed": 0},
+        "metrics": {"relsync": {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "higher_is_better": True}}}))
     rows = [{"clip_id": cid, "video_id": cid.split("_clip")[0], "metrics": {"relsync": v}}
             for cid, v in values.items()]
     (folder / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -139,7 +144,7 @@ def test_paired_refuses_different_clips_and_fingerprints(tmp_path):
     with pytest.raises(ResultsError, match="different clips"):
         paired_difference(_fake_run(tmp_path / "a", a), _fake_run(tmp_path / "b", b))
     with pytest.raises(ResultsError, match="different fingerprints"):
-        paired_difference(tmp_path / "a", _fake_run(tmp_path / "c", a, fingerprint="fp2"))
+        paired_difference(tmp_path / "a", _fake_run(tmp_path / "c", a, fingerprint="00000000000000f2"))
     with pytest.raises(ResultsError, match="unknown metric"):
         paired_difference(tmp_path / "a", tmp_path / "a", "relsink")
 

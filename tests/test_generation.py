@@ -231,7 +231,7 @@ def test_first_frame_is_the_input():
 
 def test_limit_takes_videos_round_robin_over_classes():
     from asva_bench.datasets import VideoEntry
-    from asva_bench.generation import limited_entries
+    from asva_bench.runs import limited_entries
 
     def entry(cls, k):
         rel = f"{cls}/{cls}_{k:04d}.mp4"

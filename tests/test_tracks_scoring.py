@@ -8,7 +8,8 @@ from asva_bench.cli import main
 from asva_bench.evaluators import load_suite
 from asva_bench.protocol import MINI, PAPER
 from asva_bench.profiles import protocol_for
-from asva_bench.scoring import ScoreOptions, load_run, run_protocol, score_run
+from asva_bench.runs import read_run
+from asva_bench.scoring import ScoreOptions, run_protocol, score_run
 from asva_bench.tracks import check_track, default_track, record_track
 
 
@@ -37,7 +38,7 @@ def test_rescoring_on_the_other_track(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "static"
     assert main(["run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset),
                  "--profile", "mini", "--out", str(run), "--no-score"]) == 0
-    assert load_run(run)["protocol"]["track"] == "corrected"
+    assert read_run(run).to_dict()["protocol"]["track"] == "corrected"
     suite = load_suite("mini")
     own = score_run(run, suite, ScoreOptions(progress=False, replicates=100, num_workers=0))
     own_bytes = (run / "results.json").read_bytes()
