@@ -380,13 +380,11 @@ class ClipEncoding:
                 "audio": "aac"}
 
 
-#: The frame quantisation of each profile's generated clips: paper writes like the reference
-#: pipeline ((x * 255).byte(), truncation); mini keeps rounding to nearest.
-PROFILE_QUANTISATION = {"paper": "truncate", "mini": "round"}
-
-
-def encoding_for(profile: str, lossless: bool = False) -> ClipEncoding:
-    return ClipEncoding(quantisation=PROFILE_QUANTISATION.get(profile, "round"), lossless=bool(lossless))
+def encoding_for(profile, lossless: bool = False) -> ClipEncoding:
+    """A profile's clip encoding: paper writes like the reference pipeline ((x * 255).byte(),
+    truncation); mini keeps rounding to nearest (asva_bench.profiles.Profile.quantisation)."""
+    from .profiles import get_profile
+    return ClipEncoding(quantisation=get_profile(profile).quantisation, lossless=bool(lossless))
 
 
 def write_generated_clip(path, frames, cfg: ProtocolConfig, encoding: ClipEncoding, audio=None) -> Path:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .fsutil import show_progress
+from .profiles import PROFILE_NAMES
 
 
 def _emit(args, obj: dict, human: str) -> None:
@@ -361,7 +362,7 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--root", help="dataset folder (default: the dataset's environment variable; "
                                   "synth is built automatically)")
     r.add_argument("--out", help="run folder (default: runs/<dataset>-<profile>/<model>)")
-    r.add_argument("--profile", choices=["paper", "mini"],
+    r.add_argument("--profile", choices=PROFILE_NAMES,
                    help="paper (published networks) or mini (embedded CPU world); "
                         "default: mini for synth, paper otherwise")
     r.add_argument("--split", default="test")
@@ -413,7 +414,7 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("validate", help="metric validity suite: controlled degradations of the ground truth")
-    v.add_argument("--profile", choices=["paper", "mini"], default="mini")
+    v.add_argument("--profile", choices=PROFILE_NAMES, default="mini")
     v.add_argument("--dataset", default="synth")
     v.add_argument("--root")
     v.add_argument("--limit", type=int, help="only N test videos, round robin over the classes")

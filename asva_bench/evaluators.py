@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from .profiles import get_profile
+
 #: feature kind -> what it is (the names metrics declare in ``needs``)
 FEATURE_KINDS = {
     "image_features": "per-frame features for FID",
@@ -39,21 +41,13 @@ class EvaluatorSuite(Protocol):
     def fingerprint(self) -> dict: ...  # backbone name -> weight hash / config hash
 
 
-#: Which registered backbone fills each role, per profile.
-SUITE_BACKBONES = {
-    "paper": {"image": "fid-inception-229", "video": "fvd-i3d", "embedding": "imagebind-huge",
-              "sync": "avsync-classifier"},
-    "mini": {"image": "mini-fid", "video": "mini-fvd", "embedding": "mini-embedding",
-             "sync": "mini-sync"},
-}
-
 
 class BackboneSuite:
     """An EvaluatorSuite made of registered backbones (built lazily, once)."""
 
     def __init__(self, profile: str, names: dict | None = None, device: str = "cpu", cache_root=None):
-        self.profile = profile
-        self.names = dict(names or SUITE_BACKBONES[profile])
+        self.profile = get_profile(profile).name
+        self.names = dict(names or get_profile(profile).backbones)
         self.device = device
         self.cache_root = cache_root
         self._built: dict = {}

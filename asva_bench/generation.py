@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from . import distributed as D
-from .adapters import Adapter, AdapterError, ClipBatch, validate_output
+from .adapters import Adapter, AdapterError, ClipBatch, setup_adapter, validate_output
+from .profiles import get_profile
 from .avio import ClipEncoding, MediaError, decode_protocol_clips, encoding_for, write_generated_clip
 from .datasets import Manifest, VideoEntry
 from .protocol import ProtocolConfig, waveforms_to_mel
@@ -169,7 +170,7 @@ def run_generation(spec: RunSpec, out, *, skip_bad: bool = False, device: str = 
     bar = tqdm(total=len(mine), desc=f"generate [{spec.adapter.name}]", unit="clip",
                disable=not progress or rank != 0, dynamic_ncols=True)
     if mine:
-        spec.adapter.setup(spec.protocol, device)
+        setup_adapter(spec.adapter, spec.protocol, device, get_profile(spec.profile))
     for group in _batches(by_video, spec, skip_bad, skipped):
         batch = _make_batch(group, spec)
         with torch.no_grad():

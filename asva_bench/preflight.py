@@ -74,11 +74,11 @@ def evaluator_check(profile: str, metrics=None) -> tuple[list[Unmet], list[tuple
     from .backbones import get_backbone_spec
     from .backbones.base import WeightsError
     from .backbones.weights import OFFLINE_ENV, _source, cache_path, is_offline, locate, resolve_weight
-    from .evaluators import SUITE_BACKBONES
+    from .profiles import get_profile
 
     bad, to_fetch, seen = [], [], set()
     for role, used_by in sorted(evaluator_roles(metrics).items()):
-        spec = get_backbone_spec(SUITE_BACKBONES[profile][role])
+        spec = get_backbone_spec(get_profile(profile).backbones[role])
         for wf in spec.weights:
             path = locate(spec, wf)
             if str(path) in seen:

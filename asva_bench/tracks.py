@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .profiles import PROFILES
+
 REFERENCE = "asva-reference"
 CORRECTED = "corrected"
 TRACKS = (REFERENCE, CORRECTED)
@@ -50,8 +52,8 @@ RULES = {
                           alignsync_first_frame_audio="generated"),
 }
 
-#: The default track of each profile: the paper profile reproduces the published numbers.
-DEFAULT_TRACK = {"paper": REFERENCE, "mini": CORRECTED}
+#: The default track of each profile (asva_bench.profiles): the paper profile reproduces the published numbers.
+DEFAULT_TRACK = {name: p.default_track for name, p in PROFILES.items()}
 
 
 def check_track(name: str) -> str:

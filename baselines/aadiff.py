@@ -260,8 +260,8 @@ class AADiff(Adapter):
         import os
 
         from asva_bench.checkpoints import RELEASED
-        from asva_bench.models.avsyncd.adapter import profile_of
-        if profile_of(protocol) == "mini":
+        from asva_bench.models.avsyncd.adapter import profile_name
+        if profile_name(protocol) == "mini":
             return []  # the shipped mini base
         sd = RELEASED["stable-diffusion-v1-5"]
         return [sd.requirement(self.base or os.environ.get("ASVA_SD15_DIR") or None,
@@ -272,11 +272,11 @@ class AADiff(Adapter):
     def num_steps(self) -> int:
         return int(self.steps) if self.steps is not None else DEFAULT_STEPS[self.profile or "paper"]
 
-    def setup(self, protocol: ProtocolConfig, device: str = "cpu") -> None:
-        from asva_bench.models.avsyncd.adapter import profile_of
+    def setup(self, protocol: ProtocolConfig, device: str = "cpu", profile=None) -> None:
+        from asva_bench.models.avsyncd.adapter import profile_name
         from asva_bench.models.avsyncd.components import ComponentError, load_frozen_parts
         from asva_bench.models.avsyncd.pipeline import make_scheduler
-        profile = profile_of(protocol)
+        profile = profile_name(protocol, profile)
         try:
             parts = load_frozen_parts(profile, base=self.base, with_audio=False, device=device)
         except (ComponentError, FileNotFoundError, ValueError) as e:

@@ -147,7 +147,8 @@ def check_schema(data: dict) -> list[Problem]:
 
 def check_protocol(data: dict) -> list[Problem]:
     """The protocol block must be a known protocol, unmodified, with its own fingerprint."""
-    from asva_bench.protocol import PROTOCOLS, ProtocolConfig
+    from asva_bench.profiles import registered_protocols
+    from asva_bench.protocol import ProtocolConfig
     import dataclasses
 
     proto = data.get("protocol")
@@ -172,12 +173,13 @@ def check_protocol(data: dict) -> list[Problem]:
         out.append(Problem("fingerprint", "protocol.fingerprint",
                            f"{proto.get('fingerprint')} is not the fingerprint of the protocol "
                            f"parameters in the file ({fingerprint_of(params)}); the file was edited by hand"))
-    known = PROTOCOLS.get(cfg.name)
+    protocols = registered_protocols()
+    known = protocols[cfg.name][1] if cfg.name in protocols else None
     if known is not None:
-        known = known.replace(track=cfg.track)  # a published protocol exists on both tracks
+        known = known.replace(track=cfg.track)  # a registered protocol exists on both tracks
     if known is None:
         out.append(Problem("fingerprint", "protocol.name",
-                           f"'{cfg.name}' is not a published protocol ({', '.join(sorted(PROTOCOLS))})"))
+                           f"'{cfg.name}' is not a protocol any profile produces ({', '.join(sorted(protocols))})"))
     elif known != cfg:
         diff = sorted(k for k, v in known.to_dict().items() if params.get(k) != v)
         out.append(Problem("fingerprint", "protocol",

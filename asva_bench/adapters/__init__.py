@@ -18,7 +18,8 @@ import sys
 from importlib.metadata import entry_points
 
 from ..registry import Registry
-from .api import Adapter, AdapterError, ClipBatch, check_adapter_class, parse_model_args, validate_output
+from .api import (Adapter, AdapterError, ClipBatch, check_adapter_class, parse_model_args, setup_adapter,
+                  validate_output)
 
 BUILTIN_ADAPTERS = {
     "static": "asva_bench.baselines.static:Static",
@@ -112,4 +113,5 @@ def build_adapter(name: str, model_args: list[str] | dict | None = None) -> Adap
 
 
 __all__ = ["Adapter", "AdapterError", "ClipBatch", "adapter_registry", "build_adapter", "check_adapter_class",
+           "setup_adapter",
            "get_adapter_class", "parse_model_args", "refused_plugins", "validate_output", "BUILTIN_ADAPTERS"]

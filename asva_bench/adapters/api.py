@@ -97,8 +97,9 @@ class Adapter:
         """Return float frames [B, T, 3, H, W] in [0, 1]."""
         raise NotImplementedError
 
-    def setup(self, protocol: ProtocolConfig, device: str = "cpu") -> None:
-        """Load weights etc. Called once before the first batch."""
+    def setup(self, protocol: ProtocolConfig, device: str = "cpu", profile=None) -> None:
+        """Load weights etc. Called once before the first batch, with the run's
+        :class:`asva_bench.profiles.Profile` (the paper or mini world the protocol belongs to)."""
 
     def required_files(self, protocol: ProtocolConfig) -> list[Requirement]:
         """The weight files, checkpoints and model folders ``setup`` will load (default: none).
@@ -127,6 +128,18 @@ class Adapter:
         sig = inspect.signature(cls.__init__)
         return [p.name for p in list(sig.parameters.values())[1:]
                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def setup_adapter(adapter: Adapter, protocol: ProtocolConfig, device: str = "cpu", profile=None) -> None:
+    """Call ``adapter.setup`` with the run's profile; an adapter written before profiles were handed
+    over (``setup(protocol, device)``) is called without it."""
+    import inspect
+    params = inspect.signature(adapter.setup).parameters
+    takes = "profile" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if takes:
+        adapter.setup(protocol, device, profile=profile)
+    else:
+        adapter.setup(protocol, device)
 
 
 def validate_output(adapter: Adapter, batch: ClipBatch, out) -> torch.Tensor:

@@ -58,9 +58,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..profiles import PROFILE_NAMES as PROFILES
 from ..registry import Registry
 
-PROFILES = ("paper", "mini")
 KINDS = ("image", "video", "embedding", "sync")
 FORMATS = ("state_dict", "safetensors", "torchscript", "json")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..cli import _emit
 from ..fsutil import show_progress
+from ..profiles import PROFILE_NAMES
 
 
 def run_module(prog: str, add, argv=None, commands: str | None = None, description: str | None = None) -> int:
@@ -160,8 +161,8 @@ class _DeprecatedSize(argparse.Action):
 
 def _profile_args(p, help_text: str) -> None:
     # stored as args.size, the name the handlers read
-    p.add_argument("--profile", dest="size", choices=["mini", "paper"], default="mini", help=help_text)
-    p.add_argument("--size", dest="size", choices=["mini", "paper"], action=_DeprecatedSize,
+    p.add_argument("--profile", dest="size", choices=PROFILE_NAMES, default="mini", help=help_text)
+    p.add_argument("--size", dest="size", choices=PROFILE_NAMES, action=_DeprecatedSize,
                    help="deprecated alias of --profile")
 
 

@@ -40,6 +40,7 @@ from typing import ClassVar
 import torch
 
 from asva_bench.adapters.api import Adapter, AdapterError, ClipBatch
+from asva_bench.profiles import defaults_by_profile, get_profile, profile_of_protocol
 from asva_bench.protocol import ProtocolConfig
 
 from .components import (SHIPPED_MINI, ComponentError, check_identity, file_fingerprint, load_frozen_parts,
@@ -48,20 +49,18 @@ from .pipeline import CONDITIONING_MODES, SCHEDULERS, AVSyncDPipeline
 from .released import ReleasedCheckpointError, find_released_unet, load_released_unet, released_weight_file
 from .unet3d import CONFIG_FILE, TRAINABLE_WEIGHTS_FILE, AVSyncDUNet
 
-#: Sampling steps when ``steps`` is not given, per profile.
-DEFAULT_STEPS = {"paper": 50, "mini": 20}
-#: Sampler when ``scheduler`` is not given, per profile.
-DEFAULT_SCHEDULER = {"paper": "pndm-reference", "mini": "ddim"}
-#: How frame 1 is conditioned when ``conditioning`` is not given (pipeline.CONDITIONING_MODES).
-DEFAULT_CONDITIONING = {"paper": "reference", "mini": "exact"}
-#: Start of sampling when ``strength`` is not given: 1.0 = pure noise (the paper); below 1, frames
-#: 2..F start from frame 1 noised to that fraction of the schedule (docs/avsyncd.md, mini profile).
-DEFAULT_STRENGTH = {"paper": 1.0, "mini": 0.5}
+# The sampler when an argument is not given, per profile (asva_bench.profiles.SamplerDefaults):
+# steps, scheduler, strength (1.0 = pure noise, the paper; below 1, frames 2..F start from frame 1
+# noised to that fraction of the schedule, docs/avsyncd.md) and frame-1 conditioning.
+DEFAULT_STEPS = defaults_by_profile("steps")
+DEFAULT_SCHEDULER = defaults_by_profile("scheduler")
+DEFAULT_CONDITIONING = defaults_by_profile("conditioning")
+DEFAULT_STRENGTH = defaults_by_profile("strength")
 
 
-def profile_of(protocol: ProtocolConfig) -> str:
-    """The profile a protocol belongs to (profiles.protocol_for names mini protocols 'mini-*')."""
-    return "mini" if protocol.name.startswith("mini") else "paper"
+def profile_name(protocol: ProtocolConfig, profile=None) -> str:
+    """The run's profile (handed to setup), else the one that registers ``protocol``."""
+    return (get_profile(profile) if profile is not None else profile_of_protocol(protocol)).name
 
 
 class AVSyncDFamily(Adapter):
@@ -159,8 +158,8 @@ class AVSyncDFamily(Adapter):
             raise AdapterError(f"adapter '{self.name}': strength {strength} < 1 needs scheduler=ddim (PNDM's "
                                "multistep warm-up cannot begin mid-schedule)")
 
-    def setup(self, protocol: ProtocolConfig, device: str = "cpu") -> None:
-        profile = profile_of(protocol)
+    def setup(self, protocol: ProtocolConfig, device: str = "cpu", profile=None) -> None:
+        profile = profile_name(protocol, profile)
         # the profile's defaults fill what was not given; check the pair before loading weights
         self._check_sampler(self.strength if self.strength is not None else DEFAULT_STRENGTH[profile],
                             self.scheduler or DEFAULT_SCHEDULER[profile])
@@ -243,7 +242,7 @@ class AVSyncDFamily(Adapter):
 
         from asva_bench.checkpoints import RELEASED
         from asva_bench.requirements import VERIFY_COMMAND, Requirement
-        if profile_of(protocol) == "mini":
+        if profile_name(protocol) == "mini":
             return []  # the shipped mini checkpoints and base; a given folder is checked at setup
         ck = Path(str(self.checkpoint)).expanduser() if self.checkpoint else None
         released = RELEASED["avsyncd-avsync15"]
@@ -298,4 +297,4 @@ class AVSyncD(AVSyncDFamily):
         return self._sample(batch, tokens, self.eta)
 
 
-__all__ = ["AVSyncD", "AVSyncDFamily", "DEFAULT_STEPS", "SCHEDULERS", "profile_of"]
+__all__ = ["AVSyncD", "AVSyncDFamily", "DEFAULT_STEPS", "SCHEDULERS", "profile_name"]

@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asva_bench.adapters import setup_adapter
+from asva_bench.profiles import PROFILE_NAMES, get_profile
+
 #: Peak below which audio counts as silent (int16 quantisation is 3e-5).
 SILENCE_PEAK = 1e-3
 
@@ -105,17 +108,17 @@ def animate(image, audio, out, eta: float = 4.0, profile: str = "mini", steps: i
     """Animate ``image`` with ``audio`` into the mp4 ``out``; returns a summary dict."""
     from asva_bench.adapters.api import ClipBatch, validate_output
     from asva_bench.avio import encoding_for, write_generated_clip
-    from asva_bench.profiles import check_profile
-    from asva_bench.protocol import MINI, PAPER, waveforms_to_mel
+    from asva_bench.protocol import PAPER, waveforms_to_mel
 
     from .adapter import AVSyncD
-    protocol = {"mini": MINI, "paper": PAPER}[check_profile(profile)]
+    run_profile = get_profile(profile)
+    protocol = run_profile.protocol_for(PAPER)
     frame = load_image(image, protocol)
     wav = load_audio(audio, protocol, start)
     mel = waveforms_to_mel(wav[None], protocol)
     adapter = AVSyncD(eta=eta, steps=steps, scheduler=scheduler, strength=strength, checkpoint=checkpoint, base=base,
                       audio_encoder=audio_encoder)
-    adapter.setup(protocol, device)
+    setup_adapter(adapter, protocol, device, run_profile)
     text_source = "given"
     if text is None:
         if profile == "mini":
@@ -161,7 +164,7 @@ def add_animate_command(subparsers) -> None:
     p.add_argument("audio", help="audio or video file PyAV can read; 2 s from --start are used")
     p.add_argument("--out", required=True, help="output mp4 (written atomically)")
     p.add_argument("--eta", type=float, default=4.0, help="audio guidance scale (paper: 1, 4 or 8; default 4)")
-    p.add_argument("--profile", choices=["mini", "paper"], default="mini")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="mini")
     p.add_argument("--steps", type=int, help="sampling steps (default: mini 20, paper 50)")
     p.add_argument("--scheduler", choices=["pndm", "ddim"], help="sampler (default: mini ddim, paper pndm)")
     p.add_argument("--strength", type=float, help="start of sampling: 1 = pure noise (paper default); below 1, "

@@ -73,6 +73,7 @@ from .unet3d import AVSyncDUNet
 
 from asva_bench import distributed as D
 from asva_bench.fsutil import atomic_torch_save, show_progress
+from asva_bench.profiles import PROFILE_NAMES
 from asva_bench.training.checkpointing import (CHECKPOINT_DIR, CONFIG_FILE, LOG_FILE,  # noqa: F401 (re-exported)
                                                Progress, TrainingError, TrainingFolder)
 from asva_bench.training.clip_cache import DEFAULT_PACK_FPS
@@ -578,7 +579,7 @@ def add_train_commands(train_subparsers) -> None:
     for model, help_ in (("avsyncd", "train AVSyncD (image + audio + text) on a base model, resumable"),
                          ("i2vd", "train I2VD (AVSyncD without the audio path), resumable")):
         p = train_subparsers.add_parser(model, help=help_)
-        p.add_argument("--profile", choices=["paper", "mini"], default="mini")
+        p.add_argument("--profile", choices=PROFILE_NAMES, default="mini")
         p.add_argument("--dataset", default="synth", help="registered dataset (default synth)")
         p.add_argument("--root", help="dataset folder (default: the dataset's environment variable; synth is "
                                       "built automatically)")
