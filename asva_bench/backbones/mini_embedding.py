@@ -29,7 +29,6 @@ as the audio encoder of mini AVSyncD.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -40,11 +39,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import BackboneInputError, BackboneSpec, EmbeddingModel, WeightsFormatError, register_backbone
+from ..configs import JsonConfig
+from .base import (
+    BackboneInputError,
+    BackboneSpec,
+    EmbeddingModel,
+    WeightsFormatError,
+    register_backbone,
+)
 
 
 @dataclass(frozen=True)
-class MiniEmbeddingConfig:
+class MiniEmbeddingConfig(JsonConfig):
+
+    config_label = "mini embedding config"
     embed_dim: int = 128
     image_size: int = 64
     image_channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -60,16 +68,6 @@ class MiniEmbeddingConfig:
         for k in ("image_channels", "audio_channels", "audio_token_grid", "vocabulary"):
             object.__setattr__(self, k, tuple(getattr(self, k)))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "MiniEmbeddingConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"mini embedding config has unknown field(s) {unknown}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
 _WORD = re.compile(r"[a-z0-9]+")

@@ -37,7 +37,6 @@ config (:func:`save_checkpoint`, :func:`load_checkpoint`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +46,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import (Backbone, BackboneInputError, BackboneSpec, WeightFile, WeightsFormatError, check_clips,
-                   check_mel, register_backbone)
+from ..configs import JsonConfig
+from .base import (
+    Backbone,
+    BackboneInputError,
+    BackboneSpec,
+    WeightFile,
+    WeightsFormatError,
+    check_clips,
+    check_mel,
+    register_backbone,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -59,8 +67,10 @@ MEL_SHAPE = (1, 128, 204)
 # Configuration
 # --------------------------------------------------------------------------
 @dataclass(frozen=True)
-class SyncClassifierConfig:
+class SyncClassifierConfig(JsonConfig):
     """Every size choice of the classifier; saved beside each checkpoint."""
+
+    config_label = "sync classifier config"
 
     name: str
     # audio encoder: stem width, then the four stages' widths and strides
@@ -113,17 +123,6 @@ class SyncClassifierConfig:
     def video_dim(self) -> int:
         return self.video_channels[-1]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "SyncClassifierConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"sync classifier config has unknown field(s) {unknown}; "
-                             f"known: {sorted(known)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
 #: The paper's classifier (AVID-CMA backbones, MLP head), PROTOCOL.md section 4.

@@ -36,7 +36,6 @@ The mini geometry (12 columns) gives w = 1: frame k sees column k.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -44,10 +43,14 @@ from typing import Callable
 import numpy as np
 import torch
 
+from asva_bench.configs import JsonConfig
+
 
 @dataclass(frozen=True)
-class AudioTokenGeometry:
+class AudioTokenGeometry(JsonConfig):
     """Layout of an audio encoder's token sequence and the time span of its patches."""
+
+    config_label = "AudioTokenGeometry"
 
     n_freq: int = 12
     n_time: int = 19
@@ -122,17 +125,6 @@ class AudioTokenGeometry:
         mask.scatter_(1, self.frame_token_indices(num_frames), True)
         return mask
 
-    # -- serialisation --------------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AudioTokenGeometry":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"AudioTokenGeometry: unknown fields {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 #: ImageBind-huge audio trunk, the paper profile's audio encoder.

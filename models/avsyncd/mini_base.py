@@ -36,7 +36,6 @@ On disk the bundle mirrors SD's diffusers folder::
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import re
@@ -50,9 +49,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.autoencoders.vae import (
+    DecoderOutput,
+    DiagonalGaussianDistribution,
+)
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
+
+from asva_bench.configs import JsonConfig
 
 from .pipeline import make_scheduler
 
@@ -66,8 +70,10 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "mini_base"
 # Configuration
 # --------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MiniBaseConfig:
+class MiniBaseConfig(JsonConfig):
     """Everything that decides the mini base's shapes."""
+
+    config_label = "mini base config"
 
     image_size: int = 64
     patch_size: int = 4            # latent grid = image_size / patch_size
@@ -86,21 +92,6 @@ class MiniBaseConfig:
     def latent_size(self) -> int:
         return self.image_size // self.patch_size
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["block_out_channels"] = list(self.block_out_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MiniBaseConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"mini base config: unknown keys {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        if "block_out_channels" in d:
-            d["block_out_channels"] = tuple(d["block_out_channels"])
-        return cls(**d)
 
     def check(self) -> "MiniBaseConfig":
         if self.image_size % (self.patch_size * 2 ** (len(self.block_out_channels) - 1)):
