@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..configs import JsonConfig
+from ..state_dicts import state_dict_mismatch
 from .base import (
     Backbone,
     BackboneInputError,
@@ -399,20 +400,11 @@ MODULES = ("audio_encoder", "video_encoder", "head")
 
 
 def _apply(model: nn.Module, sd: Mapping[str, torch.Tensor], where: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    bad = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
-    if missing or unexpected or bad:
-        def show(keys):
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-        parts = ([f"missing {show(missing)}"] if missing else []) + \
-                ([f"unexpected {show(unexpected)}"] if unexpected else []) + \
-                ([f"wrong shapes {show([f'{k} {tuple(sd[k].shape)} != {tuple(own[k].shape)}' for k in bad])}"]
-                 if bad else [])
+    problem = state_dict_mismatch(model.state_dict(), sd, show=4)
+    if problem:
         what = getattr(getattr(model, "config", None), "name", type(model).__name__)
-        raise WeightsFormatError(f"{where}: the weights do not fit the network '{what}': "
-                                 + "; ".join(parts) + ". Pick the config (size) the checkpoint was trained with.")
+        raise WeightsFormatError(f"{where}: the weights do not fit the network '{what}': {problem}. "
+                                 "Pick the config (size) the checkpoint was trained with.")
     model.load_state_dict(sd, strict=True)
 
 

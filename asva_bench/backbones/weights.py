@@ -40,9 +40,23 @@ from typing import Mapping
 import torch
 from tqdm import tqdm
 
-from ..fsutil import DEFAULT_HOME, HOME_ENV, OFFLINE_ENV, atomic_path, atomic_write_text, home
+from ..fsutil import (
+    DEFAULT_HOME,
+    HOME_ENV,
+    OFFLINE_ENV,
+    atomic_path,
+    atomic_write_text,
+    home,
+)
 from ..fsutil import offline as is_offline
-from .base import (BackboneSpec, WeightFile, WeightsChecksumError, WeightsFormatError, WeightsMissingError)
+from ..state_dicts import state_dict_mismatch
+from .base import (
+    BackboneSpec,
+    WeightFile,
+    WeightsChecksumError,
+    WeightsFormatError,
+    WeightsMissingError,
+)
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
@@ -361,24 +375,11 @@ def load_state_dict(spec: BackboneSpec, wf: WeightFile, path: Path) -> dict[str,
 def apply_state_dict(spec: BackboneSpec, wf: WeightFile, path: Path, module: torch.nn.Module,
                      state_dict: Mapping[str, torch.Tensor]) -> None:
     """``module.load_state_dict`` with an error that lists missing / unexpected / misshapen keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    misshapen = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
-    if missing or unexpected or misshapen:
-        def show(keys):
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {show(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {show(unexpected)}")
-        if misshapen:
-            parts.append("wrong shapes: " + show([f"{k} {tuple(state_dict[k].shape)} != {tuple(own[k].shape)}"
-                                                  for k in misshapen]))
+    problem = state_dict_mismatch(module.state_dict(), state_dict)
+    if problem:
         raise WeightsFormatError(
-            f"backbone '{spec.name}': the state dict in {path} does not fit its network; "
-            + "; ".join(parts) + f". This is not the file '{wf.filename}' the backbone expects; "
+            f"backbone '{spec.name}': the state dict in {path} does not fit its network; {problem}. "
+            f"This is not the file '{wf.filename}' the backbone expects; "
             f"delete it and place the published file there (source: {_source(wf)}).")
     module.load_state_dict(state_dict, strict=True)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
+from asva_bench.state_dicts import state_dict_mismatch
+
 from .audio_tokens import IMAGEBIND_HUGE_AUDIO, AudioTokenGeometry
 from .unet3d import AVSyncDUNet
 
@@ -157,20 +159,10 @@ def load_released_unet(folder, num_frames: int = 12, audio_geometry: AudioTokenG
         unet2d = UNet2DConditionModel.from_config(cfg2d)
         model = AVSyncDUNet.from_unet2d(unet2d, audio_dim=audio_dim, num_frames=num_frames,
                                         audio_geometry=audio_geometry if has_audio else None)
-    want = model.unet.state_dict()
-    missing, unexpected = set(want) - set(state), set(state) - set(want)
-    bad_shape = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(want[k].shape)}"
-                 for k in set(want) & set(state) if tuple(state[k].shape) != tuple(want[k].shape)]
-    if missing or unexpected or bad_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing {_key_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_key_list(unexpected)}")
-        if bad_shape:
-            parts.append(f"shape mismatch {'; '.join(sorted(bad_shape)[:5])}")
+    problem = state_dict_mismatch(model.unet.state_dict(), state, show=8)
+    if problem:
         raise ReleasedCheckpointError(f"{wfile}: does not match the released AVSyncD layout its config.json "
-                                      f"describes ({'; '.join(parts)}); the file is partial or from another "
+                                      f"describes ({problem}); the file is partial or from another "
                                       "model: re-download the release")
     dtype = torch_dtype or next(iter(state.values())).dtype
     model.unet.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)

@@ -33,12 +33,19 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.resnet import ResnetBlock2D
-from diffusers.models.upsampling import Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from diffusers.models.upsampling import Upsample2D
+
+from asva_bench.state_dicts import state_dict_mismatch
 
 from .attention import AVSyncDTransformerBlock
 from .audio_tokens import AudioTokenGeometry, check_audio_tokens, gather_frame_tokens
-from .temporal import ClipGroupNorm, FirstFrameTemporalConv2d, FrameContext, FrameContextHolder
+from .temporal import (
+    ClipGroupNorm,
+    FirstFrameTemporalConv2d,
+    FrameContext,
+    FrameContextHolder,
+)
 
 TRAINABLE_WEIGHTS_FILE = "avsyncd_trainable.safetensors"
 CONFIG_FILE = "avsyncd_config.json"
@@ -296,12 +303,9 @@ class AVSyncDUNet(nn.Module):
             raise FileNotFoundError(f"{wpath}: trainable weights missing (written by AVSyncDUNet.save_trainable)")
         tensors = load_file(str(wpath))
         params = dict(self.trainable_named_parameters())
-        missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
-        bad_shape = [f"{n}: {tuple(tensors[n].shape)} vs {tuple(params[n].shape)}"
-                     for n in params if n in tensors and tensors[n].shape != params[n].shape]
-        if missing or unexpected or bad_shape:
-            raise ValueError(f"{wpath}: does not fit this model: missing {missing[:5]} ({len(missing)}), "
-                             f"unexpected {unexpected[:5]} ({len(unexpected)}), shape {bad_shape[:5]}")
+        problem = state_dict_mismatch(params, tensors)
+        if problem:
+            raise ValueError(f"{wpath}: does not fit this model: {problem}")
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(tensors[n])
