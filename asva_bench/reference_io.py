@@ -172,6 +172,18 @@ def _seek(container, start_us: int) -> None:
         container.seek(offset, backward=True, any_frame=False)
 
 
+def _frames_from(container, stream, start_us: int):
+    """(decoded frame, its pts in integer microseconds) from ``start_us`` on, as torchvision's decoder
+    yields them: seek like it, skip frames without pts or before the start (its own start condition)."""
+    _seek(container, start_us)
+    for f in container.decode(stream):
+        if f.pts is None:
+            continue
+        us = to_microseconds(f.pts, stream.time_base)
+        if us >= start_us:
+            yield f, us
+
+
 def torchvision_rgb(frame) -> np.ndarray:
     """uint8 [H, W, 3]: swscale as torchvision's video_reader runs it (SWS_AREA, no colour space
     details set: BT.601, the range of the pixel format)."""
@@ -188,15 +200,8 @@ def read_clip_frames(path, start: float, cfg: ProtocolConfig) -> tuple[np.ndarra
     walk = FrameWalk(start, cfg)
     kept, times = [], []
     with _open(path) as c:
-        vs = c.streams.video[0]
-        _seek(c, start_us)
         try:
-            for f in c.decode(vs):
-                if f.pts is None:
-                    continue
-                us = to_microseconds(f.pts, vs.time_base)
-                if us < start_us:  # the decoder's own start condition, in integer microseconds
-                    continue
+            for f, us in _frames_from(c, c.streams.video[0], start_us):
                 verdict = walk.offer(us_seconds(us))
                 if verdict == "stop":
                     break
@@ -236,15 +241,8 @@ def read_audio_frames(path, start: float, cfg: ProtocolConfig) -> tuple[list[np.
         if not c.streams.audio:
             raise MediaError(f"{path}: no audio stream; ASVA needs the audio track "
                              "(re-mux the original audio or drop the file from the split)")
-        st = c.streams.audio[0]
-        _seek(c, start_us)
         try:
-            for f in c.decode(st):
-                if f.pts is None:
-                    continue
-                us = to_microseconds(f.pts, st.time_base)
-                if us < start_us:
-                    continue
+            for f, us in _frames_from(c, c.streams.audio[0], start_us):
                 ts = us_seconds(us)
                 if not ts <= end:
                     break
