@@ -176,25 +176,33 @@ def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[..., top:top + h, left:left + w]
 
 
+def spatial_sizes(H: int, W: int, cfg: ProtocolConfig = PAPER) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """The spatial rule's sizes for an H x W frame: (crop to the target aspect (h, w), the resize that
+    covers the target (h, w), or None when the crop already has the target size)."""
+    th, tw = cfg.height, cfg.width
+    if W * th > H * tw:  # too wide
+        cw, ch = int(round(H * tw / th)), H
+    else:
+        cw, ch = W, int(round(W * th / tw))
+    if (ch, cw) == (th, tw):
+        return (ch, cw), None
+    scale = max(th / ch, tw / cw)
+    return (ch, cw), (max(th, int(round(ch * scale))), max(tw, int(round(cw * scale))))
+
+
 def spatial_transform(frames, cfg: ProtocolConfig = PAPER) -> torch.Tensor:
     """Centre-crop to the target aspect, antialiased bilinear resize, centre crop.
 
     Returns float32 [T, 3, height, width] in [0, 1].
     """
     x = _to_float_tchw(frames)
-    H, W = x.shape[-2:]
     th, tw = cfg.height, cfg.width
+    crop, resize = spatial_sizes(*x.shape[-2:], cfg)
     # 1) centre crop to the target aspect ratio
-    if W * th > H * tw:  # too wide
-        cw, ch = int(round(H * tw / th)), H
-    else:
-        cw, ch = W, int(round(W * th / tw))
-    x = center_crop(x, ch, cw)
+    x = center_crop(x, *crop)
     # 2) resize so both sides cover the target, antialiased bilinear
-    if (ch, cw) != (th, tw):
-        scale = max(th / ch, tw / cw)
-        nh, nw = max(th, int(round(ch * scale))), max(tw, int(round(cw * scale)))
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    if resize is not None:
+        x = F.interpolate(x, size=resize, mode="bilinear", antialias=True, align_corners=False)
     # 3) centre crop to the exact size (absorbs rounding)
     x = center_crop(x, th, tw)
     return x.clamp_(0.0, 1.0).contiguous()

@@ -165,21 +165,14 @@ def spatial_transform_uint8(frames: np.ndarray, cfg: ProtocolConfig) -> torch.Te
     channels-last kernel is ~20x faster than the float path on CPU; its output
     is within 1/255 of the float result rounded (tested).
     """
-    from ..protocol import center_crop
+    from ..protocol import center_crop, spatial_sizes
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    H, W = x.shape[-2:]
-    th, tw = cfg.height, cfg.width
-    if W * th > H * tw:
-        cw, ch = int(round(H * tw / th)), H
-    else:
-        cw, ch = W, int(round(W * th / tw))
-    x = center_crop(x, ch, cw)
-    if (ch, cw) != (th, tw):
-        scale = max(th / ch, tw / cw)
-        nh, nw = max(th, int(round(ch * scale))), max(tw, int(round(cw * scale)))
-        x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=(nh, nw), mode="bilinear",
+    crop, resize = spatial_sizes(*x.shape[-2:], cfg)
+    x = center_crop(x, *crop)
+    if resize is not None:
+        x = F.interpolate(x.contiguous(memory_format=torch.channels_last), size=resize, mode="bilinear",
                           antialias=True, align_corners=False)
-    return center_crop(x, th, tw).permute(0, 2, 3, 1).contiguous()
+    return center_crop(x, cfg.height, cfg.width).permute(0, 2, 3, 1).contiguous()
 
 
 def decode_video(path, cfg: ProtocolConfig, batch: int = 64) -> dict:
