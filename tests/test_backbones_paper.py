@@ -73,14 +73,19 @@ def inception_file(tmp_path_factory):
     return path, net.eval()
 
 
+def placed_home(spec, path, tmp_path_factory):
+    """A fresh $ASVA_BENCH_HOME holding ``path`` where the registry looks for ``spec``'s weights."""
+    root = tmp_path_factory.mktemp("home")
+    place(spec, path, root)
+    return root
+
+
 @pytest.fixture(scope="module")
 def inception_model(inception_file, tmp_path_factory):
     """The paper variant, loaded through the registry from the saved file (built once: ~2 s)."""
     path, _ = inception_file
-    root = tmp_path_factory.mktemp("home")
     spec = get_backbone_spec(FID_INCEPTION)
-    place(spec, path, root)
-    return pinned_to(spec, path).build(cache_root=root)
+    return pinned_to(spec, path).build(cache_root=placed_home(spec, path, tmp_path_factory))
 
 
 @pytest.fixture(scope="module")
@@ -316,10 +321,8 @@ def imagebind_file(tmp_path_factory):
 def tiny_imagebind(imagebind_file, tmp_path_factory):
     """The registry's imagebind-huge entry (file name, folder, loader) with the tiny configuration."""
     path, _ = imagebind_file
-    root = tmp_path_factory.mktemp("home")
     spec = get_backbone_spec(IMAGEBIND_HUGE)
-    place(spec, path, root)
-    return spec.replace(options={"config": TINY}).build(cache_root=root)
+    return spec.replace(options={"config": TINY}).build(cache_root=placed_home(spec, path, tmp_path_factory))
 
 
 @pytest.fixture(scope="module")

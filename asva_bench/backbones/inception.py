@@ -137,12 +137,8 @@ FID_INCEPTION_SPEC = register_backbone(BackboneSpec(
     options={"resolution": 229, "resize_mode": "bicubic-antialias"},
 ))
 
-FID_INCEPTION_299_SPEC = register_backbone(BackboneSpec(
-    name=FID_INCEPTION_299, profile="paper", kind="image", weights=(INCEPTION_WEIGHTS,),
+FID_INCEPTION_299_SPEC = register_backbone(FID_INCEPTION_SPEC.replace(
+    name=FID_INCEPTION_299, options={"resolution": 299, "resize_mode": "bilinear"},
     preprocessing="frames [0,1] -> bilinear resize to 299x299 (align_corners=False, no antialias) -> "
                   "x*2-1 (pytorch-fid defaults)",
-    output="2048-d final-average-pool features, float32 [N, 2048]",
-    builder=build_fid_inception,
-    description="standard pytorch-fid FID Inception; NOT the paper's FID (that is fid-inception-229)",
-    options={"resolution": 299, "resize_mode": "bilinear"},
-))
+    description="standard pytorch-fid FID Inception; NOT the paper's FID (that is fid-inception-229)"))
