@@ -33,12 +33,12 @@ from pathlib import Path
 
 from .fsutil import atomic_path, atomic_write_text, is_temp_file, stable_hash
 
-RUN_FILE = "run.json"
-VIDEOS_DIR = "videos"
-RESULTS_FILE = "results.json"
-SCORES_FILE = "scores.jsonl"
+# the layout
+RUN_FILE, VIDEOS_DIR, RESULTS_FILE, SCORES_FILE = "run.json", "videos", "results.json", "scores.jsonl"
+# the schema versions: a reader refuses any other
 RUN_SCHEMA = "asva-bench/run/v1"
 RESULTS_SCHEMA = "asva-bench/results/v1"
+#: How a reduced protocol (--limit N) picks its test videos (recorded in run.json).
 LIMIT_RULE = "round robin over classes (sorted), videos in path order"
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 #: The longest free-text note a results file (a leaderboard entry) may carry.
