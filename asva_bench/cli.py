@@ -92,9 +92,10 @@ def cmd_datasets_check(args) -> int:
 
 def cmd_datasets_make(args) -> int:
     from .datasets import get_dataset
+    progress = show_progress() and not args.no_progress
     if args.name == "synth-wild":  # the curation test pool (docs/curation.md)
-        from .datasets.synth_wild import make_from_args
-        rec = make_from_args(args, progress=show_progress())
+        from .datasets.synth.wild import make_from_args
+        rec = make_from_args(args, progress=progress)
         _emit(args, rec, f"synth-wild pool written to {rec['root']} ({rec['videos']} videos); curate it with "
                          f"`asva-bench curate --input {rec['input']} --out OUT --profile mini`")
         return 0
@@ -103,11 +104,10 @@ def cmd_datasets_make(args) -> int:
         print(f"error: only 'synth' can be made; '{args.name}' is a real dataset you supply "
               "(see `asva-bench datasets`)", file=sys.stderr)
         return 2
-    from .datasets.synth import SYNTH, make_synth
-    root = Path(args.root) if args.root else SYNTH.resolve_default()
-    path = make_synth(root, seed=args.seed, videos_per_class=args.videos_per_class or 100,
-                      progress=show_progress())
-    _emit(args, {"dataset": "synth", "root": str(path)}, f"synth written to {path}")
+    from .datasets.synth.build import make_from_args
+    rec = make_from_args(args, progress=progress)
+    _emit(args, rec, f"synth: {rec['counts']['train']} train + {rec['counts']['test']} test videos in "
+                     f"{rec['root']} ({rec['built_now']} built now, {rec['seconds']:.1f} s)")
     return 0
 
 
@@ -349,8 +349,14 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
     dm.add_argument("name", help="'synth', or 'synth-wild' (a raw pool with labelled defects, for curate)")
     dm.add_argument("--root", help="output folder (default: $ASVA_SYNTH_ROOT or the cache; synth-wild: "
                                    "$ASVA_BENCH_HOME/datasets/synth-wild)")
-    dm.add_argument("--seed", type=int, default=0)
-    dm.add_argument("--videos-per-class", type=int, default=None, help="default: 100 (synth), 30 (synth-wild)")
+    dm.add_argument("--seed", type=int, default=0, help="dataset seed (default 0); the same seed writes the same bytes")
+    dm.add_argument("--videos-per-class", type=int, default=None,
+                    help="default: 100 (synth: 10%% of them, at least 1, in test), 30 (synth-wild)")
+    dm.add_argument("--classes", default=None, help="comma-separated subset of synth's class folders (listed by "
+                                                    "`asva-bench datasets`; synth-wild: the last --small-classes "
+                                                    "of them are the small ones)")
+    dm.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    dm.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     from .curation.cli import add_synth_wild_arguments
     add_synth_wild_arguments(dm)
     dm.add_argument("--json", action="store_true")

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from asva_bench.curation.evaluation import clean_seconds_available, evaluate
-    from asva_bench.datasets.synth_wild import make_synth_wild, read_labels, read_marker
+    from asva_bench.datasets.synth.wild import make_synth_wild, read_labels, read_marker
 
     out = Path(args.out)
     pool = Path(args.pool) if args.pool else out / f"pool-s{args.seed}"

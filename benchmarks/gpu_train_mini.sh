@@ -105,7 +105,7 @@ if has_stage synth; then
     stamp "stage 1: synth present in $SYNTH"
   else
     stamp "stage 1: building synth ($VPC videos per class, $WORKERS workers)"
-    "$PY" -m asva_bench.datasets.synth --root "$SYNTH" --videos-per-class "$VPC" --workers "$WORKERS" --no-progress --json
+    "$PY" -m asva_bench.cli datasets make synth --root "$SYNTH" --videos-per-class "$VPC" --workers "$WORKERS" --no-progress --json
   fi
 fi
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asva_bench.curation.config import SIGNALS, default_config_path  # noqa: E402
-from asva_bench.datasets.synth_wild import read_labels, read_marker  # noqa: E402
+from asva_bench.datasets.synth.wild import read_labels, read_marker  # noqa: E402
 
 QUANTILES = [round(0.01 + 0.005 * k, 4) for k in range(9)]   # 1% .. 5%
 OVERLAP_FOR_DEFECT = 1.5   # a clip "is" a defect of a type when half of it lies in the defect's span

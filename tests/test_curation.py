@@ -328,7 +328,7 @@ CLASSES3 = ["hammer_strike", "dog_bark", "gun_bang"]
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    from asva_bench.datasets.synth_wild import make_synth_wild
+    from asva_bench.datasets.synth.wild import make_synth_wild
     root = tmp_path_factory.mktemp("wild")
     return make_synth_wild(root, seed=5, videos_per_class=7, defects_per_class=1, small_classes=1,
                            small_class_videos=1, classes=CLASSES3, workers=1, progress=False)
@@ -360,7 +360,7 @@ def single(pool, small_config, tmp_path_factory):
 
 
 def test_synth_wild_pool_is_labelled(pool):
-    from asva_bench.datasets.synth_wild import read_labels
+    from asva_bench.datasets.synth.wild import read_labels
     labels = read_labels(pool)
     kinds = sorted(lab["kind"] for lab in labels.values())
     assert kinds.count("clean") == 2 and kinds.count("class_too_small") == 1
@@ -379,7 +379,7 @@ def test_synth_wild_pool_is_labelled(pool):
 
 
 def test_curate_writes_manifest_dataset_and_summary(single, pool, capsys):
-    from asva_bench.datasets.synth_wild import read_labels
+    from asva_bench.datasets.synth.wild import read_labels
     s = json.loads((single / "curation.json").read_text())
     c = s["counts"]
     assert c["videos"] == {"input": 18, "ok": 15, "bad": 3,

@@ -1,15 +1,23 @@
-"""The synthetic dataset `synth`: layout, determinism, sidecars, synchrony, atomic builds."""
+"""The synthetic dataset `synth`: layout, determinism, sidecars, synchrony, atomic builds, golden bytes."""
 
+import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from asva_bench.avio import VideoFrames, probe, read_audio
+from asva_bench.cli import main as cli_main
 from asva_bench.datasets import DATASETS, DatasetError
 from asva_bench.datasets import synth as S
+from asva_bench.datasets.synth import build as synth_build
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "synth_hashes.json").read_text())
 
 SEED = 7
 PER_CLASS = 2
@@ -60,7 +68,7 @@ def test_shapes_fill_the_expected_pixels():
 def test_harmonics_match_a_direct_sum_of_sines():
     f = np.full(1600, 220.0)
     amps = (1.0, 0.5, 0.25)
-    got = S._harmonics(f, amps, np.random.default_rng(3))
+    got = S.harmonics(f, amps, np.random.default_rng(3))
     offs = np.random.default_rng(3).uniform(0, 2 * math.pi, len(amps))  # same draws, same order
     t = np.arange(1, 1601) / S.SAMPLE_RATE   # phase after each sample (cumulative sum)
     want = sum(a * np.sin(k * 2 * math.pi * 220 * t + o) for k, (a, o) in enumerate(zip(amps, offs), 1))
@@ -269,28 +277,34 @@ def test_default_root_and_cli(built, monkeypatch, capsys):
     assert S.ensure_synth(progress=False) == built           # complete: nothing to do
     monkeypatch.delenv("ASVA_SYNTH_ROOT")
     monkeypatch.delenv("ASVA_BENCH_HOME", raising=False)
-    assert S.default_root() == (S.Path.home() / ".cache/asva-bench/datasets/synth")
+    assert S.default_root() == (Path.home() / ".cache/asva-bench/datasets/synth")
     monkeypatch.setenv("ASVA_BENCH_HOME", str(built.parent / "home"))   # the cache root moves synth too
     assert S.default_root() == built.parent / "home" / "datasets" / "synth"
-    rc = S.main(["--root", str(built), "--seed", str(SEED), "--videos-per-class", str(PER_CLASS),
-                 "--json", "--no-progress"])
+    rc = cli_main(["datasets", "make", "synth", "--root", str(built), "--seed", str(SEED),
+                   "--videos-per-class", str(PER_CLASS), "--workers", "1", "--json", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0
-    summary = json.loads(out)
-    assert summary["built_now"] == 15 * PER_CLASS and summary["root"] == str(built)
-    assert S.main(["--root", str(built), "--classes", "dog_barks", "--no-progress"]) == 2
+    summary = json.loads(out)   # one JSON object: the build record, the root, the time taken
+    assert summary["built_now"] == 15 * PER_CLASS and summary["root"] == str(built)   # complete: kept
+    assert summary["dataset"] == "synth" and summary["counts"] == {"train": 15, "test": 15}
+    assert summary["seed"] == SEED and summary["classes"] == list(S.CLASSES)
+    assert cli_main(["datasets", "make", "synth", "--root", str(built), "--classes", "dog_barks",
+                     "--no-progress"]) == 2
     assert "unknown class" in capsys.readouterr().err
+    assert cli_main(["datasets", "make", "synth", "--root", str(built), "--videos-per-class", "1",
+                     "--no-progress"]) == 2
+    assert "at least 2" in capsys.readouterr().err
 
 
 def test_loading_from_an_empty_default_root_builds_it(tmp_path, monkeypatch):
     calls = []
-    real = S.ensure_synth
+    real = synth_build.ensure_synth
 
     def tiny(root=None, **kw):  # the default 15 x 100 set is too big for a unit test
         calls.append(root)
         return real(root, seed=3, videos_per_class=2, classes=["baby_cry"], workers=1, progress=False)
 
-    monkeypatch.setattr(S, "ensure_synth", tiny)
+    monkeypatch.setattr(synth_build, "ensure_synth", tiny)
     monkeypatch.setenv("ASVA_SYNTH_ROOT", str(tmp_path / "auto"))
     m = DATASETS.get("synth").load()
     assert calls == [None] and m.root == str(tmp_path / "auto") and len(m.entries) == 2
@@ -324,3 +338,91 @@ def test_bad_arguments_name_the_fix(tmp_path):
     with pytest.raises(DatasetError, match="choose from"):
         S.make_synth(tmp_path, classes=["unicorn"], progress=False)
     assert not os.listdir(tmp_path)
+
+
+# ---------------------------------------------------------------- golden bytes
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sidecar_digest(path) -> str:
+    """A sidecar without its video's byte size (that depends on the encoder's thread count)."""
+    rec = json.loads(Path(path).read_text())
+    rec.pop("video_bytes")
+    return _sha(json.dumps(rec, sort_keys=True).encode())
+
+
+#: libx264's automatic thread count follows the machine's cores, and its output follows the thread
+#: count (measured: 1, 2, 3 and 4 threads give four different files). The mp4 bytes are compared
+#: where the golden hashes were recorded (2 cores); everything else everywhere.
+SAME_ENCODER = len(os.sched_getaffinity(0)) == GOLDEN["recorded_with"]["cores"]
+
+
+def _assert_golden(root, rels):
+    for rel in rels:
+        assert _sidecar_digest(root / rel) == GOLDEN["sidecars"][rel], f"{rel}: events or parameters changed"
+        video = "videos/" + rel[len("events/"):-len(".json")] + ".mp4"
+        if SAME_ENCODER:
+            assert _sha((root / video).read_bytes()) == GOLDEN["videos"][video], f"{video}: other bytes"
+            assert _sha((root / rel).read_bytes()) == GOLDEN["sidecar_files"][rel], rel
+
+
+def test_a_seed_writes_the_bytes_it_always_wrote(built):
+    """Seed 7, 2 videos per class: split files, sidecars, videos and build record equal the hashes
+    recorded before the generator became a package (tests/golden/synth_hashes.json)."""
+    for rel, digest in GOLDEN["split_files"].items():
+        assert _sha((built / rel).read_bytes()) == digest, rel
+    _assert_golden(built, GOLDEN["sidecars"])
+    marker = {k: v for k, v in json.loads((built / "synth.json").read_text()).items() if k != "build_seconds"}
+    assert _sha(json.dumps(marker, sort_keys=True).encode()) == GOLDEN["marker_without_build_seconds"]
+
+
+def test_full_size_clips_of_the_default_seed_render_the_golden_pixels_and_samples():
+    for key, want in GOLDEN["renders_seed0"].items():
+        folder, index = key.split("#")
+        frames, audio, record = S.render_clip(folder, 0, int(index))
+        got = {"frames": _sha(frames.tobytes()), "audio": _sha(audio.tobytes()),
+               "record": _sha(json.dumps(record, sort_keys=True).encode())}
+        assert got == want, (key, GOLDEN["recorded_with"])
+
+
+def test_cli_builds_a_class_subset_with_the_same_bytes(tmp_path, capsys):
+    """`datasets make synth` passes --classes, --workers and --seed through: the subset's clips are
+    the full build's."""
+    root = tmp_path / "sub"
+    assert cli_main(["datasets", "make", "synth", "--root", str(root), "--seed", str(SEED), "--videos-per-class",
+                     str(PER_CLASS), "--classes", "gun_bang, bowed_string", "--workers", "1",
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"synth: 2 train + 2 test videos in {root} (4 built now")
+    assert S.read_marker(root)["classes"] == ["gun_bang", "bowed_string"]
+    _assert_golden(root, [r for r in GOLDEN["sidecars"] if r.split("/")[1] in ("gun_bang", "bowed_string")])
+    assert (root / "test.txt").read_text().split() == ["gun_bang/gun_bang_0001.mp4",
+                                                       "bowed_string/bowed_string_0001.mp4"]
+
+
+# ---------------------------------------------------------------- lazy imports
+RENDERER = ("raster", "palette", "audio", "clip", "scenes", "render", "build", "pool", "wild")
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_registry_lookups_and_help_do_not_import_the_renderer():
+    mods = _modules_after("from asva_bench.datasets import DATASETS, get_dataset\n"
+                          "s = get_dataset('synth'); s.resolve_default(); s.text_for('dog_bark')\n"
+                          "from asva_bench.datasets.synth import CLASSES, read_marker, split_sizes\n"
+                          "read_marker('/nonexistent'); [c.text for c in CLASSES.values()]")
+    assert "asva_bench.datasets.synth.spec" in mods
+    assert not {f"asva_bench.datasets.synth.{m}" for m in RENDERER} & mods
+    mods = _modules_after("import contextlib, io\nfrom asva_bench.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()):\n"
+                          "    try: main(['--help'])\n"
+                          "    except SystemExit: pass")
+    assert not {m for m in mods if m.startswith("asva_bench.datasets") or m == "numpy"}
+    # a renderer name is served on first use
+    mods = _modules_after("from asva_bench.datasets.synth import render_clip")
+    assert "asva_bench.datasets.synth.render" in mods and "asva_bench.datasets.synth.build" not in mods

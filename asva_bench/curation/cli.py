@@ -108,16 +108,13 @@ def add_curate_command(subparsers):
 
 
 def add_synth_wild_arguments(parser) -> None:
-    """The options `asva-bench datasets make synth-wild` adds (defaults in asva_bench.datasets.synth_wild)."""
+    """The options only `asva-bench datasets make synth-wild` has (defaults in asva_bench.datasets.synth.wild)."""
     parser.add_argument("--defects-per-class", type=int, default=None,
                         help="synth-wild: videos of each defect type per regular class (default 2)")
     parser.add_argument("--small-classes", type=int, default=None,
                         help="synth-wild: classes too small to keep (default 3)")
     parser.add_argument("--small-class-videos", type=int, default=None,
                         help="synth-wild: videos in each small class (default 3)")
-    parser.add_argument("--classes", default=None, help="synth-wild: comma-separated subset of synth's classes "
-                                                        "(the last --small-classes of them are the small ones)")
-    parser.add_argument("--workers", type=int, default=None, help="synth-wild: worker processes (default: all cores)")
 
 
 def main(argv=None) -> int:  # pragma: no cover - `python -m asva_bench.curation.cli`

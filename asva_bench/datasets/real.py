@@ -75,38 +75,30 @@ def read_split_folders(root: Path, spec: DatasetSpec) -> Manifest:
     return Manifest(spec.name, str(root), entries, spec.protocol)
 
 
-AVSYNC15 = DatasetSpec(
-    name="avsync15",
-    description="AVSync15: 15 classes, 1350 train / 150 test videos (ECCV 2024)",
-    reader=read_split_files,
-    layout=("  <root>/train.txt, <root>/test.txt   one '<class_folder>/<file>.mp4' per line\n"
-            "  <root>/videos/<class_folder>/<file>.mp4"),
-    expected_counts={"train": 1350, "test": 150},
-    expected_classes=15,
-    class_texts=AVSYNC15_CLASSES,
-    env_var="ASVA_AVSYNC15_ROOT",
-)
+def _published(name: str, description: str, reader, layout: str, train: int, test: int, classes: int,
+               class_texts: dict, **fields) -> DatasetSpec:
+    """A published dataset you supply: found at --root or $ASVA_<NAME>_ROOT, held to its published split."""
+    return DatasetSpec(name=name, description=description, reader=reader, layout=layout,
+                       expected_counts={"train": train, "test": test}, expected_classes=classes,
+                       class_texts=class_texts, env_var=f"ASVA_{name.upper()}_ROOT", **fields)
 
-LANDSCAPES = DatasetSpec(
-    name="landscapes",
-    description="Landscapes: 9 ambient classes, 900 train / 100 test videos",
-    reader=read_split_folders,
-    layout="  <root>/videos/{train,test}/<class>/<file>.mp4",
-    expected_counts={"train": 900, "test": 100},
-    expected_classes=9,
-    class_texts=LANDSCAPES_CLASSES,
-    env_var="ASVA_LANDSCAPES_ROOT",
-)
 
-THEGREATESTHITS = DatasetSpec(
-    name="thegreatesthits",
-    description="TheGreatestHits: one class ('hitting with a stick'), 733 train / 244 test, 128x256",
-    reader=read_split_files,
-    layout=("  <root>/train.txt, <root>/test.txt   one '<file>.mp4' per line\n"
-            "  <root>/videos/<file>.mp4"),
-    expected_counts={"train": 733, "test": 244},
-    expected_classes=1,
+AVSYNC15 = _published(
+    "avsync15", "AVSync15: 15 classes, 1350 train / 150 test videos (ECCV 2024)", read_split_files,
+    "  <root>/train.txt, <root>/test.txt   one '<class_folder>/<file>.mp4' per line\n"
+    "  <root>/videos/<class_folder>/<file>.mp4",
+    train=1350, test=150, classes=15, class_texts=AVSYNC15_CLASSES)
+
+LANDSCAPES = _published(
+    "landscapes", "Landscapes: 9 ambient classes, 900 train / 100 test videos", read_split_folders,
+    "  <root>/videos/{train,test}/<class>/<file>.mp4",
+    train=900, test=100, classes=9, class_texts=LANDSCAPES_CLASSES)
+
+THEGREATESTHITS = _published(
+    "thegreatesthits", "TheGreatestHits: one class ('hitting with a stick'), 733 train / 244 test, 128x256",
+    read_split_files,
+    "  <root>/train.txt, <root>/test.txt   one '<file>.mp4' per line\n"
+    "  <root>/videos/<file>.mp4",
+    train=733, test=244, classes=1,
     class_texts={"thegreatesthits": "hitting with a stick", "": "hitting with a stick"},
-    protocol=PAPER_GREATEST_HITS,
-    env_var="ASVA_THEGREATESTHITS_ROOT",
-)
+    protocol=PAPER_GREATEST_HITS)

@@ -21,7 +21,7 @@ HOSTILE = '<img src=x onerror=alert(1)> "q"&amp'
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
-    from asva_bench.datasets.synth_wild import make_synth_wild
+    from asva_bench.datasets.synth.wild import make_synth_wild
     root = tmp_path_factory.mktemp("review")
     pool = make_synth_wild(root / "pool", seed=11, videos_per_class=8, defects_per_class=1, small_classes=0,
                            small_class_videos=0, classes=["dog_bark"], workers=1, progress=False)

@@ -42,8 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DatasetError
-from .synth import CLASSES, FPS, SAMPLE_RATE, render_clip
+from ..base import DatasetError
+from .classes import CLASSES, parse_class_list
+from .constants import FPS, SAMPLE_RATE
+from .layout import read_record, stem
+from .pool import run_jobs
+from .render import render_clip
 
 GENERATOR = "asva-bench synth-wild"
 VERSION = 1
@@ -62,10 +66,6 @@ ENCODER_PRESET = "ultrafast"
 def _rng(seed: int, *keys) -> np.random.Generator:
     parts = [int(seed), zlib.crc32(b"synth-wild")] + [zlib.crc32(str(k).encode()) for k in keys]
     return np.random.default_rng(np.random.SeedSequence(parts))
-
-
-def _stem(folder: str, index: int) -> str:
-    return f"{folder}_{index:04d}"
 
 
 # --------------------------------------------------------------------------
@@ -181,12 +181,12 @@ def plan(seed: int, videos_per_class: int, defects_per_class: int, small_classes
 # Building one video (worker)
 # --------------------------------------------------------------------------
 def build_one(job) -> dict:
-    from ..avio import write_clip
-    from ..fsutil import atomic_write_text
+    from ...avio import write_clip
+    from ...fsutil import atomic_write_text
     root, seed, item = job
     root = Path(root)
     folder, index, kind = item["class"], item["index"], item["kind"]
-    rel = f"{folder}/{_stem(folder, index)}.mp4"
+    rel = f"{folder}/{stem(folder, index)}.mp4"
     frames, audio, rec = render_clip(folder, seed, index)
     defects, expect = [], None
     if kind in DEFECT_FUNCS:
@@ -216,14 +216,14 @@ def build_one(job) -> dict:
     label = {"generator": GENERATOR, "version": VERSION, "seed": int(seed), "video": rel, "class": folder,
              "index": index, "kind": kind, "duration": round(len(frames) / FPS, 6), "defects": defects,
              "synth_events": [[e["onset"], e["offset"]] for e in rec["events"]], "video_bytes": path.stat().st_size}
-    atomic_write_text(root / "labels" / folder / f"{_stem(folder, index)}.json", json.dumps(label, indent=1))
+    atomic_write_text(root / "labels" / folder / f"{stem(folder, index)}.json", json.dumps(label, indent=1))
     return label
 
 
 def _done(root: Path, seed: int, item: dict) -> dict | None:
     folder, index = item["class"], item["index"]
     try:
-        rec = json.loads((root / "labels" / folder / f"{_stem(folder, index)}.json").read_text())
+        rec = json.loads((root / "labels" / folder / f"{stem(folder, index)}.json").read_text())
         ok = (rec.get("version") == VERSION and rec.get("seed") == seed and rec.get("kind") == item["kind"]
               and rec.get("video_bytes") == (root / "videos" / rec["video"]).stat().st_size)
         return rec if ok else None
@@ -232,11 +232,8 @@ def _done(root: Path, seed: int, item: dict) -> dict | None:
 
 
 def read_marker(root) -> dict | None:
-    try:
-        rec = json.loads((Path(root) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return rec if rec.get("generator") == GENERATOR else None
+    """The build record of a complete pool, or None."""
+    return read_record(Path(root) / MARKER, GENERATOR)
 
 
 def make_synth_wild(root, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_PER_CLASS,
@@ -244,8 +241,7 @@ def make_synth_wild(root, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_
                     small_class_videos: int = DEFAULT_SMALL_CLASS_VIDEOS, classes=None, workers: int | None = None,
                     progress: bool = True) -> Path:
     """Build (or finish) a synth-wild pool under ``root``; returns the root. Finished videos are kept."""
-    from ..fsutil import atomic_write_text
-    from .synth import _default_workers, _init_worker
+    from ...fsutil import atomic_write_text
     root = Path(root).expanduser()
     if classes is not None:
         unknown = [c for c in classes if c not in CLASSES]
@@ -260,7 +256,7 @@ def make_synth_wild(root, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_
     if marker and all(marker.get(k) == v for k, v in config.items()) and all(_done(root, seed, it) for it in items):
         return root
     (root / MARKER).unlink(missing_ok=True)
-    wanted = {f"{it['class']}/{_stem(it['class'], it['index'])}" for it in items}
+    wanted = {f"{it['class']}/{stem(it['class'], it['index'])}" for it in items}
     for sub in ("videos", "labels"):   # videos of another plan (other size or seed) would pollute the pool
         for f in (root / sub).rglob("*") if (root / sub).is_dir() else []:
             if f.is_file() and f"{f.parent.name}/{f.stem}" not in wanted:
@@ -268,19 +264,7 @@ def make_synth_wild(root, seed: int = 0, videos_per_class: int = DEFAULT_VIDEOS_
     todo = [it for it in items if not _done(root, seed, it)]
     jobs = [(str(root), int(seed), it) for it in todo]
     t0 = time.perf_counter()
-    from tqdm.auto import tqdm
-    workers = min(_default_workers() if workers is None else max(1, int(workers)), max(1, len(jobs)))
-    with tqdm(total=len(items), initial=len(items) - len(todo), desc="synth-wild videos", unit="video",
-              disable=not progress) as bar:
-        if workers == 1:
-            for j in jobs:
-                build_one(j)
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-                for _ in pool.imap_unordered(build_one, jobs, chunksize=2):
-                    bar.update(1)
+    run_jobs(build_one, jobs, desc="synth-wild videos", total=len(items), workers=workers, progress=progress)
     labels = [_done(root, seed, it) for it in items]
     missing = [it for it, lab in zip(items, labels) if lab is None]
     if missing:
@@ -305,7 +289,7 @@ def read_labels(root) -> dict[str, dict]:
 
 
 def make_from_args(args, progress: bool) -> dict:
-    from ..fsutil import home
+    from ...fsutil import home
     root = Path(args.root).expanduser() if args.root else home() / "datasets" / "synth-wild"
     vpc = args.videos_per_class if args.videos_per_class is not None else DEFAULT_VIDEOS_PER_CLASS
     def given(name, default):
@@ -315,6 +299,6 @@ def make_from_args(args, progress: bool) -> dict:
                     defects_per_class=given("defects_per_class", DEFAULT_DEFECTS_PER_CLASS),
                     small_classes=given("small_classes", DEFAULT_SMALL_CLASSES),
                     small_class_videos=given("small_class_videos", DEFAULT_SMALL_CLASS_VIDEOS),
-                    classes=[c.strip() for c in args.classes.split(",") if c.strip()] if getattr(args, "classes", None)
-                    else None, workers=given("workers", None), progress=progress)
+                    classes=parse_class_list(getattr(args, "classes", None)), workers=given("workers", None),
+                    progress=progress)
     return dict(read_marker(root) or {}, root=str(root), input=str(root / "videos"))
