@@ -24,8 +24,27 @@ def straightforward(fake, real, videos, replicates, seed=7):
                      for rows in video_resamples(videos, replicates, seed=seed)])
 
 
+def singular_straightforward(fake, real, videos, replicates, seed=7):
+    """The drawn rows repeated explicitly, and tr((S1 S2)^(1/2)) as the nuclear norm of the centred
+    rows' cross product X Y^T / sqrt((n1 - 1)(n2 - 1)): exact where a covariance is singular, where
+    an eigendecomposition's square root adds sqrt(round-off) for every null direction."""
+    out = []
+    for rows in video_resamples(videos, replicates, seed=seed):
+        x, y = fake[rows], real[rows]
+        mu1, mu2 = x.mean(0), y.mean(0)
+        xc, yc = x - mu1, y - mu2
+        n1, n2 = len(x), len(y)
+        nuclear = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+        tr1, tr2 = (xc * xc).sum() / (n1 - 1), (yc * yc).sum() / (n2 - 1)
+        out.append(((mu1 - mu2) ** 2).sum() + tr1 + tr2 - 2 * nuclear)
+    return np.array(out)
+
+
 @pytest.mark.parametrize("route", ["samples", "rows", "moments"])
 def test_every_route_equals_recomputing_the_drawn_rows(route, monkeypatch):
+    used = []
+    monkeypatch.setattr(fr._SampleSpace, "distance",
+                        lambda self, a, b, _d=fr._SampleSpace.distance: used.append(1) or _d(self, a, b))
     if route == "samples":      # fewer rows than dimensions: Gram matrices, SVD of drawn rows
         fake, real, videos = sets(8, 3, 64)
     else:                       # more rows than dimensions
@@ -34,7 +53,22 @@ def test_every_route_equals_recomputing_the_drawn_rows(route, monkeypatch):
             monkeypatch.setattr(fr, "MAX_MOMENT_ENTRIES", 0)
     counts = draw_counts(len(np.unique(videos)), 30, seed=7)
     fast = bootstrap_frechet(fake, videos, real, videos, counts)
-    np.testing.assert_allclose(fast, straightforward(fake, real, videos, 30), rtol=1e-8, atol=1e-9)
+    assert bool(used) == (route == "samples")
+    if route == "samples":
+        np.testing.assert_allclose(fast, singular_straightforward(fake, real, videos, 30), rtol=1e-10)
+        # the feature-space recomputation agrees to its own round-off on singular covariances
+        np.testing.assert_allclose(fast, straightforward(fake, real, videos, 30), rtol=1e-7)
+    else:
+        np.testing.assert_allclose(fast, straightforward(fake, real, videos, 30), rtol=1e-8, atol=1e-9)
+
+
+def test_a_singular_side_takes_the_sample_route_at_small_dimensions():
+    """Mini FVD: 336-d and fewer distinct drawn rows than dimensions on a side; the sample route
+    (an SVD of the drawn rows) instead of a full eigendecomposition, the same distances."""
+    fake, real, videos = sets(30, 3, 100, seed=2)       # about 57 distinct rows drawn of 90, 100-d
+    counts = draw_counts(30, 12, seed=1)
+    np.testing.assert_allclose(bootstrap_frechet(fake, videos, real, videos, counts),
+                               singular_straightforward(fake, real, videos, 12, seed=1), rtol=1e-10)
 
 
 def test_torch_route_equals_numpy():
@@ -62,7 +96,7 @@ def test_interval_unchanged_within_monte_carlo_error():
     m = FID()
     m.update(fake, real, videos, videos)
     s = m.summary()
-    slow = straightforward(fake, real, videos, FID.bootstrap_replicates, seed=0)
+    slow = singular_straightforward(fake, real, videos, FID.bootstrap_replicates, seed=0)  # 30 rows < 96-d
     lo, hi = percentile_ci(slow)
     mc_error = 0.19 * slow.std()
     assert abs(s["ci_low"] - lo) < 1e-6 * mc_error and abs(s["ci_high"] - hi) < 1e-6 * mc_error

@@ -181,6 +181,10 @@ def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray, de
     in_samples = drawn1 * drawn2 * np.minimum(drawn1, drawn2) <= D ** 3 / 2
     if D <= SMALL_DIM and moments_fit:
         in_samples[:] = False
+    # at most D distinct rows on a side: that covariance is singular, the feature route would need a
+    # full eigendecomposition (no Cholesky), and the SVD of the drawn rows is cheaper (mini FVD: 336-d,
+    # about 285 distinct rows of 450 drawn: 5 ms against 25 ms a replicate)
+    in_samples |= np.minimum(drawn1, drawn2) <= D
     out = np.empty(len(counts))
     if in_samples.any():
         space = _SampleSpace(x1, x2)
