@@ -40,7 +40,8 @@ class AsvaMetric(Metric):
     needs: ClassVar[tuple[str, ...]] = ()  # FEATURE_KINDS the scorer must provide
     long_name: ClassVar[str] = ""     # encodes the protocol, e.g. "ia@frames2-12/cos"
     scale: ClassVar[float] = 1.0      # paper reports x100 metrics multiplied by 100
-    #: the board ranks by the lowest ``board_rank`` among the metrics its entries have (None: never)
+    #: a primary metric (the sync metrics): the board ranks by the lowest ``board_rank`` among the
+    #: metrics its entries have and plots primary metrics per class on run pages (None: neither)
     board_rank: ClassVar[int | None] = None
     full_state_update = False
 
