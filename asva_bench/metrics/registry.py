@@ -53,6 +53,9 @@ def declaration_problems(cls) -> list[str]:
         if unknown:
             out.append(f"needs names unknown feature kind(s) {', '.join(map(repr, unknown))}: the scorer "
                        f"provides {', '.join(FEATURE_KINDS)}")
+    for method in sorted(getattr(cls, "__abstractmethods__", ())):   # torchmetrics' update / compute
+        out.append(f"{method}() is not defined: a torchmetrics.Metric needs it (ClipMetric: "
+                   "update(values..., video_index) calling self._add(per_clip_values, video_index))")
     if cls.update_from_features is AsvaMetric.update_from_features:
         out.append("update_from_features(gen, gt, text, video_index) is not defined: read the kinds in "
                    "`needs` from gen / gt / text and call update()")
