@@ -196,3 +196,13 @@ def test_incomplete_declarations_are_refused_with_the_fix(fields, message):
     assert "m" not in METRICS
     with pytest.raises(MetricDeclarationError, match="is not a subclass of asva_bench.metrics.AsvaMetric"):
         register_metric(dict)
+
+
+def test_docs_hold_the_declarations_and_the_worked_example():
+    import inspect
+    from pathlib import Path
+    doc = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+    assert declaration_table(METRIC_ORDER) in doc, \
+        "regenerate: python -c 'from asva_bench.metrics import declaration_table, METRIC_ORDER; " \
+        "print(declaration_table(METRIC_ORDER))'"
+    assert "@register_metric\n" + inspect.getsource(Drift) in doc
