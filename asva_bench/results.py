@@ -69,7 +69,7 @@ def to_frame(results: list[dict], allow_mixed: bool = False) -> pd.DataFrame:
             row[f"{m}_ci_high"] = s["ci_high"]
         rows.append(row)
     df = pd.DataFrame(rows)
-    df.attrs["higher_is_better"] = hib_of   # which columns are metrics, and their recorded direction
+    df.attrs["higher_is_better"] = hib_of   # as recorded: the direction of a metric not registered here
     return df
 
 

@@ -165,6 +165,10 @@ def test_registry_orders_and_documents_registered_metrics(plugins):
     assert metric_order({"drift", "zeta", "fid"}) == ["fid", "drift", "zeta"]
     assert "| `drift` | Drift | 70 | \u2193 lower | `vision_embedding` |" in declaration_table()
     assert Drift.help.startswith("How far a clip moves away from its input image: 1 - cos(")
+    from asva_bench.metrics import FEATURE_KINDS
+    from asva_bench.preflight import ROLE_OF_FEATURE, evaluator_roles
+    assert set(ROLE_OF_FEATURE) == set(FEATURE_KINDS)        # every kind a metric may need has its evaluator
+    assert evaluator_roles(["drift", "audiotext"]) == {"embedding": ["drift", "audiotext"]}
     with pytest.raises(ValueError, match="metric 'drift' is already registered"):
         register_metric(type("Drift2", (Drift,), {"__doc__": "Another drift."}))
 
