@@ -219,12 +219,12 @@ def _score(args, run_dir, allow_incomplete=None):
 
 
 def _results_text(results: dict, run_dir) -> str:
-    from .results import LABELS
+    from .metrics import metric_label
     lines = [f"{results['model']['name']} on {results['dataset']['name']} ({results['profile']} profile, "
              f"{results['clips']['scored']}/{results['clips']['expected']} clips):"]
     for m, s in results["metrics"].items():
         arrow = "higher is better" if s["higher_is_better"] else "lower is better"
-        lines.append(f"  {LABELS.get(m, m):<10} {s['mean']:9.2f}  95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  ({arrow})")
+        lines.append(f"  {metric_label(m):<10} {s['mean']:9.2f}  95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  ({arrow})")
     from .runs import RESULTS_FILE, rescoring_paths, scores_path_for
     if results.get("generated_on_track"):  # rescored under another track than the run's
         res = rescoring_paths(run_dir, results["protocol"]["track"])[0]
@@ -305,9 +305,10 @@ def cmd_results_table(args) -> int:
 
 
 def cmd_results_paired(args) -> int:
-    from .results import LABELS, paired_difference
+    from .metrics import metric_label
+    from .results import paired_difference
     d = paired_difference(args.run_a, args.run_b, args.metric, args.replicates)
-    name = LABELS.get(d["metric"], d["metric"])
+    name = metric_label(d["metric"])
     verdict = ("the 95% interval excludes zero" if d["excludes_zero"]
                else "the 95% interval includes zero: no significant difference")
     human = (f"{name}: A = {d['a']['label']} {d['a']['mean']:.2f}, B = {d['b']['label']} {d['b']['mean']:.2f}\n"

@@ -25,6 +25,10 @@ class Registry(Generic[T]):
         self._items[key] = item
         return item
 
+    def remove(self, name: str) -> None:
+        self.get(name)  # an unknown name is the same error as in get()
+        del self._items[name.lower()]
+
     def get(self, name: str) -> T:
         key = name.lower()
         if key not in self._items:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .metrics import METRIC_ORDER, METRICS
+from .metrics import METRICS, arrow, metric_label, metric_order
 from .runs import RunFolderError, read_results, read_scores, results_file, scores_path_for
 
-LABELS = {"fid": "FID", "fvd": "FVD", "ia": "IA", "it": "IT", "relsync": "RelSync", "alignsync": "AlignSync"}
 REFERENCE_MODELS = ("groundtruth", "static")  # reference rows: shown, never ranked (as on the site)
 
 
@@ -57,37 +56,47 @@ def to_frame(results: list[dict], allow_mixed: bool = False) -> pd.DataFrame:
         raise ResultsError("runs with different fingerprints cannot be ranked in one table "
                            f"({detail}); pass --allow-mixed to show them together, marked")
     majority = pd.Series([r["fingerprint"] for r in results]).mode()[0]
-    rows = []
+    rows, hib_of = [], {}
     for r in results:
         row = {"model": model_label(r), "fingerprint": r["fingerprint"],
                "mismatched": r["fingerprint"] != majority,
                "coverage": r.get("coverage", 1.0), "profile": r["profile"],
                "dataset": r["dataset"]["name"], "path": r.get("_path")}
         for m, s in r["metrics"].items():
+            hib_of.setdefault(m, s["higher_is_better"])
             row[m] = s["mean"]
             row[f"{m}_ci_low"] = s["ci_low"]
             row[f"{m}_ci_high"] = s["ci_high"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["higher_is_better"] = hib_of   # as recorded: the direction of a metric not registered here
+    return df
 
 
-def _best(df: pd.DataFrame, metric: str):
+def _best(df: pd.DataFrame, metric: str, higher_is_better: bool):
     ranked = df[~df["model"].isin(REFERENCE_MODELS) & df[metric].notna()]
     if ranked.empty:
         return None
-    hib = METRICS.get(metric).higher_is_better
-    return ranked[metric].idxmax() if hib else ranked[metric].idxmin()
+    return ranked[metric].idxmax() if higher_is_better else ranked[metric].idxmin()
+
+
+def _directions(df: pd.DataFrame) -> dict[str, bool]:
+    """metric -> higher_is_better, for the metric columns of a table (those with an interval): a
+    registered metric's class says; a metric known only from its results files keeps the direction
+    they record (to_frame notes it), or is left out of the display."""
+    recorded = df.attrs.get("higher_is_better", {})
+    metrics = [c for c in df.columns if f"{c}_ci_low" in df.columns]
+    return {m: METRICS.get(m).higher_is_better if m in METRICS else recorded[m]
+            for m in metrics if m in METRICS or m in recorded}
 
 
 def formatted(df: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
-    """Display table: 'mean [lo, hi]', best per column in bold, marks for caveats."""
-    metrics = [m for m in METRIC_ORDER if m in df.columns]
+    """Display table: 'mean [lo, hi]' per metric in the metrics' column order, with each metric's
+    label and direction arrow, best per column in bold, marks for caveats."""
+    hib_of = _directions(df)
     out = pd.DataFrame({"Model": df["model"]})
-    for m in metrics:
-        best = _best(df, m)
-        arrow = "\u2191" if METRICS.get(m).higher_is_better else "\u2193"
-        if latex:
-            arrow = "$\\uparrow$" if METRICS.get(m).higher_is_better else "$\\downarrow$"
+    for m in metric_order(hib_of):
+        best = _best(df, m, hib_of[m])
         col = []
         for i, row in df.iterrows():
             if pd.isna(row.get(m)):
@@ -98,7 +107,7 @@ def formatted(df: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
             if i == best:
                 txt = f"\\textbf{{{txt}}}" if latex else f"**{txt}**"
             col.append(txt + ci)
-        out[f"{LABELS[m]} {arrow}"] = col
+        out[f"{metric_label(m)} {arrow(hib_of[m], latex)}"] = col
     marks = []
     for _, row in df.iterrows():
         mk = ""

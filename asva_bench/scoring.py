@@ -385,7 +385,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     if not all_rows:
         raise ScoringError(f"{run_dir}: no generated clips to score; run `asva-bench run` first")
 
-    need_text = any(c.name == "it" for c in metric_classes)
+    need_text = "text_embedding" in needs   # any selected metric that declares it (IT, a plugin)
     text_by, text_of = {}, it_texts(manifest.split(ds["split"]), cfg)
     if need_text:
         texts = sorted({text_of[r["job"].entry.video_id] for r in all_rows})

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .avio import decode_protocol_clips
 from .fsutil import atomic_write_text
-from .metrics import METRIC_ORDER, METRICS
+from .metrics import METRIC_ORDER, METRICS, FrechetMetric
 from .metrics.bootstrap import draw_counts, percentile_ci
 from .metrics.frechet import bootstrap_frechet, frechet_distance_from_features
 from .protocol import ProtocolConfig
@@ -34,8 +34,9 @@ from .scoring import compute_metrics, gen_features, gt_features, it_text
 
 #: One-sided level of each paired bootstrap test of the suite.
 ALPHA = 0.05
-#: Frechet metric -> the feature kind it compares.
-FRECHET_FEATURES = {"fid": "image_features", "fvd": "video_features"}
+#: set-level metrics of the suite -> the one feature kind each declares it needs (FID, FVD)
+FRECHET_FEATURES = {m: METRICS.get(m).needs[0] for m in METRIC_ORDER
+                    if issubclass(METRICS.get(m), FrechetMetric)}
 
 SHIFTS = (0.0, 0.17, 0.33, 0.5, 1.0)
 NOISE = (0.0, 0.05, 0.1, 0.2, 0.4)

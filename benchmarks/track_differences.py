@@ -18,8 +18,7 @@ import json
 import time
 from pathlib import Path
 
-METRICS = ("fid", "ia", "it", "fvd", "alignsync", "relsync")
-LABELS = {"fid": "FID", "fvd": "FVD", "ia": "IA", "it": "IT", "relsync": "RelSync", "alignsync": "AlignSync"}
+from asva_bench.metrics import METRIC_ORDER as METRICS, metric_label
 #: TrackRules fields and the asva-reference value each takes in an attribution run.
 BEHAVIOURS = {"media": "reference", "fid_batchnorm": "batch", "it_text": "folder",
               "alignsync_first_frame_audio": "ground-truth"}
@@ -83,7 +82,7 @@ def format_report(report: dict) -> str:
         metrics = [m for m in METRICS if m in e["difference"]]
         reduced = f", {e['limit']} test videos" if e.get("limit") else ""
         lines.append(f"### {e['model']} on {e['dataset']} ({e['profile']} profile{reduced})\n")
-        lines.append("| | " + " | ".join(LABELS[m] for m in metrics) + " |")
+        lines.append("| | " + " | ".join(metric_label(m) for m in metrics) + " |")
         lines.append("|---|" + "---|" * len(metrics))
         for name, row in (("asva-reference", e["tracks"]["asva-reference"]), ("corrected", e["tracks"]["corrected"]),
                           ("reference - corrected", e["difference"])):

@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from asva_bench import runs
+from asva_bench.metrics import METRICS, metric_label, metric_order
 
 from .published import PublishedRow, load_published, reported_value, rows_for
 from .validate import GROUNDTRUTH, REFERENCE_MODELS, Problem, ResultsError, ResultsFile, \
@@ -50,20 +51,7 @@ STATIC = HERE / "static"
 #: a file that marks a folder as a site this builder made (and may replace)
 SITE_MARKER = ".asva-leaderboard-site"
 
-#: column order and labels of the paper's Table 1; other metrics follow by name
-METRIC_LABELS = {"fid": "FID", "ia": "IA", "it": "IT", "fvd": "FVD",
-                 "alignsync": "AlignSync", "relsync": "RelSync"}
-METRIC_HELP = {
-    "fid": "Frechet Inception Distance of frames",
-    "ia": "image-audio alignment (ImageBind-style), x100",
-    "it": "image-text alignment, x100",
-    "fvd": "Frechet Video Distance",
-    "alignsync": "sync classifier: aligned audio wins over shifted audio, x100",
-    "relsync": "sync score relative to ground truth, x100",
-}
 CLIP_ID = re.compile(r"^[^/\\\x00]+(/[^/\\\x00]+)*$")
-#: The default rank: the first of these a board's ranked entries have (the paper's primary sync metric first).
-PRIMARY_METRICS = ("alignsync", "relsync")
 
 
 class SiteError(RuntimeError):
@@ -136,16 +124,6 @@ class Board:
 def slugify(text: str, limit: int = 40) -> str:
     s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
     return s[:limit] or "x"
-
-
-def metric_order(keys) -> list[str]:
-    keys = set(keys)
-    known = [k for k in METRIC_LABELS if k in keys]
-    return known + sorted(keys - set(known))
-
-
-def metric_label(key: str) -> str:
-    return METRIC_LABELS.get(key, key)
 
 
 def format_value(v) -> str:
@@ -221,8 +199,18 @@ def _rounded(v) -> float | None:
 
 
 def primary_metric(board: Board, keys: list[str]) -> str | None:
+    """The default rank: of the metrics the board's ranked entries have, the registered one with the
+    lowest ``board_rank`` (AlignSync, the paper's primary sync metric, then RelSync); else the first
+    column."""
     ranked_keys = {k for e in board.entries if e.ranked for k in e.data["metrics"]}
-    return next((k for k in PRIMARY_METRICS if k in ranked_keys), next(iter(keys), None))
+    candidates = [k for k in ranked_keys if k in METRICS and METRICS.get(k).board_rank is not None]
+    return min(candidates, key=lambda k: (METRICS.get(k).board_rank, k), default=next(iter(keys), None))
+
+
+def metric_help(key: str, long_name: str | None) -> str:
+    """A column's tooltip: the metric class's help and the protocol its results record."""
+    text = METRICS.get(key).help if key in METRICS else ""
+    return " ".join(t for t in (text, f"({long_name})" if long_name else "") if t) or key
 
 
 def competition_ranks(values: list[float], higher_is_better: bool) -> list[int]:
@@ -233,13 +221,10 @@ def competition_ranks(values: list[float], higher_is_better: bool) -> list[int]:
 def board_context(board: Board) -> dict:
     keys = metric_order({k for e in board.entries for k in e.data["metrics"]}
                         | {k for r in board.reported for k in r.metrics})
-    hib_of = {}
-    for k in keys:
-        hib_of[k] = next((e.data["metrics"][k]["higher_is_better"] for e in board.entries if k in e.data["metrics"]),
-                         None)
-        if hib_of[k] is None:
-            from asva_bench.metrics import METRICS
-            hib_of[k] = METRICS.get(k).higher_is_better if k in METRICS else True
+    # direction: the metric class's; a metric not registered here, the board's first entry's record
+    hib_of = {k: METRICS.get(k).higher_is_better if k in METRICS else
+              next((e.data["metrics"][k]["higher_is_better"] for e in board.entries if k in e.data["metrics"]), True)
+              for k in keys}
     columns = []
     for k in keys:
         hib = hib_of[k]
@@ -247,7 +232,7 @@ def board_context(board: Board) -> dict:
         best = (max(means) if hib else min(means)) if means else None
         long_name = next((e.data["metrics"][k].get("long_name") for e in board.entries
                           if isinstance(e.data["metrics"].get(k, {}).get("long_name"), str)), None)
-        columns.append({"key": k, "label": metric_label(k), "help": long_name or METRIC_HELP.get(k, k),
+        columns.append({"key": k, "label": metric_label(k), "help": metric_help(k, long_name),
                         "higher_is_better": hib, "best": best})
 
     # default rank: the primary sync metric, on the values as shown
@@ -363,8 +348,8 @@ def run_context(entry: Entry, board: Board, media: "MediaStore", per_class: int,
     gt = board.groundtruth
     gt_per = gt.data.get("per_class", {}) if gt and gt is not entry else None
     plots = []
-    for k in keys:
-        if "sync" in k:
+    for k in keys:   # the primary metrics (declared with a board_rank: the sync metrics) per class
+        if k in METRICS and METRICS.get(k).board_rank is not None:
             vals = {c: per[c][k] for c in classes if k in per[c]}
             ref = {c: gt_per[c][k] for c in classes if gt_per and k in gt_per.get(c, {})} or None
             plots.append({"key": k, "label": metric_label(k), "plot": plot_context(classes, vals, ref)})

@@ -8,6 +8,7 @@ intervals can resample videos (bootstrap.py).
 
 from __future__ import annotations
 
+import inspect
 from typing import ClassVar
 
 import numpy as np
@@ -18,12 +19,37 @@ from . import bootstrap
 from .frechet import bootstrap_frechet, frechet_distance_from_features
 
 
+#: The feature kinds the scorer can provide, what a metric may name in ``needs``. Per generated clip:
+#: Inception frame features (also computed for the ground truth), I3D clip features (also ground
+#: truth), the embedding model's frame and audio embeddings (the ground truth's first frame too),
+#: the sync classifier's logit (also ground truth); per test video, the class text's embedding.
+FEATURE_KINDS = ("image_features", "video_features", "vision_embedding", "audio_embedding",
+                 "sync_logit", "text_embedding")
+
+
 class AsvaMetric(Metric):
-    name: ClassVar[str] = ""
+    """A metric of the suite; it describes itself, and every part of the harness reads that
+    description (the scorer its ``needs``, results tables, the CLI and the board its ``label``,
+    ``order`` and ``higher_is_better``, docs/metrics.md its ``help``). A subclass is registered with
+    ``asva_bench.metrics.register_metric``, which checks these fields (docs/metrics.md)."""
+    name: ClassVar[str] = ""          # registry key and results-file key, e.g. "relsync"
+    label: ClassVar[str] = ""         # display name in tables and on the board, e.g. "RelSync"
+    order: ClassVar[int]              # column position (the paper's Table 1: FID, IA, IT, FVD, AlignSync, RelSync)
+    higher_is_better: ClassVar[bool]
+    help: ClassVar[str] = ""          # one sentence: what it measures, under which protocol (the docstring)
+    needs: ClassVar[tuple[str, ...]] = ()  # FEATURE_KINDS the scorer must provide
     long_name: ClassVar[str] = ""     # encodes the protocol, e.g. "ia@frames2-12/cos"
     scale: ClassVar[float] = 1.0      # paper reports x100 metrics multiplied by 100
-    needs: ClassVar[tuple[str, ...]] = ()  # feature kinds the scorer must provide
+    #: a primary metric (the sync metrics): the board ranks by the lowest ``board_rank`` among the
+    #: metrics its entries have and plots primary metrics per class on run pages (None: neither)
+    board_rank: ClassVar[int | None] = None
     full_state_update = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        # the class's own docstring is its help text (one line), unless it sets ``help``
+        if "help" not in cls.__dict__ and cls.__doc__:
+            cls.help = " ".join(inspect.cleandoc(cls.__doc__).split("\n\n")[0].split())
 
     def summary(self, replicates: int = bootstrap.DEFAULT_REPLICATES) -> dict:
         raise NotImplementedError
@@ -85,6 +111,16 @@ class FrechetMetric(AsvaMetric):
         self.real.append(torch.as_tensor(real, dtype=torch.float64).flatten(1))
         self.fake_videos.append(torch.as_tensor(fake_videos, dtype=torch.long).flatten())
         self.real_videos.append(torch.as_tensor(real_videos, dtype=torch.long).flatten())
+
+    def update_from_features(self, gen, gt, text, video_index):
+        """Rows of the one feature kind in ``needs``: one per clip ([B, D]) or one per frame ([B, K, D],
+        each frame's row keeps its clip's video)."""
+        (kind,) = self.needs
+        fake, real = gen[kind], gt[kind]
+        vid = torch.as_tensor(video_index)
+        if fake.dim() == 3:
+            vid = vid.repeat_interleave(fake.shape[1])
+        self.update(fake.reshape(-1, fake.shape[-1]), real.reshape(-1, real.shape[-1]), vid, vid)
 
     def compute(self) -> torch.Tensor:
         return torch.tensor(frechet_distance_from_features(_cat(self.fake).numpy(), _cat(self.real).numpy()),

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import torch
-
 from .base import FrechetMetric
+from .registry import register_metric
 
 
+@register_metric
 class FID(FrechetMetric):
-    """Frame-level FID over frames 2..12 of every clip (frame 1 is the input)."""
+    """Frechet distance between the Inception features of generated and ground-truth frames 2-12 of
+    every clip (frame 1 is the conditioning image)."""
     name = "fid"
+    label = "FID"
+    order = 10
     long_name = "fid@frames2-12"
-    needs = ("image_features",)
-
-    def update_from_features(self, gen, gt, text, video_index):
-        fake, real = gen["image_features"], gt["image_features"]       # [B, T-1, D]
-        per_clip = fake.shape[1]
-        vid = torch.as_tensor(video_index).repeat_interleave(per_clip)
-        self.update(fake.reshape(-1, fake.shape[-1]), real.reshape(-1, real.shape[-1]), vid, vid)
+    needs = ("image_features",)       # [B, T-1, D]: one row per frame
 
 
+@register_metric
 class FVD(FrechetMetric):
-    """Clip-level FVD over all 12 frames (conditioning frame included)."""
+    """Frechet distance between the I3D features of generated and ground-truth clips, all 12 frames
+    (the conditioning frame included)."""
     name = "fvd"
+    label = "FVD"
+    order = 40
     long_name = "fvd@frames1-12"
-    needs = ("video_features",)
-
-    def update_from_features(self, gen, gt, text, video_index):
-        self.update(gen["video_features"], gt["video_features"], video_index, video_index)
+    needs = ("video_features",)       # [B, D]: one row per clip

@@ -1,4 +1,4 @@
-"""RelSync and AlignSync (PROTOCOL.md section 3).
+"""RelSync and AlignSync (docs/metrics.md).
 
 RelSync(a, v_hat, v) = exp(phi(a, v_hat)) / (exp(phi(a, v)) + exp(phi(a, v_hat)))
                      = sigmoid(phi(a, v_hat) - phi(a, v)),  phi = raw sync logit.
@@ -18,6 +18,7 @@ import torch
 
 from .alignment import frame_cosines
 from .base import ClipMetric
+from .registry import register_metric
 
 
 def relsync(phi_gen: torch.Tensor, phi_gt: torch.Tensor) -> torch.Tensor:
@@ -32,12 +33,23 @@ def p_align(frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: t
     return torch.sigmoid(c_k - c_1).mean(1)
 
 
-class RelSync(ClipMetric):
-    name = "relsync"
-    long_name = "relsync@sigmoid(phi_gen-phi_gt)-x100"
+class SyncMetric(ClipMetric):
+    """A per-clip probability from the sync classifier, x100 (the paper's primary metrics)."""
     scale = 100.0
     higher_is_better = True
+
+
+@register_metric
+class RelSync(SyncMetric):
+    """The sync classifier's preference for the generated clip over the ground-truth clip with the
+    same audio, sigmoid(phi(a, v_gen) - phi(a, v_gt)), mean over clips, x100 (50: as synchronized as
+    the real video)."""
+    name = "relsync"
+    label = "RelSync"
+    order = 60
+    long_name = "relsync@sigmoid(phi_gen-phi_gt)-x100"
     needs = ("sync_logit",)
+    board_rank = 2
 
     def update(self, phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index) -> None:
         self._add(relsync(phi_gen, phi_gt), video_index)
@@ -46,12 +58,17 @@ class RelSync(ClipMetric):
         self.update(gen["sync_logit"], gt["sync_logit"], video_index)
 
 
-class AlignSync(ClipMetric):
+@register_metric
+class AlignSync(SyncMetric):
+    """P_Align x RelSync per clip, mean over clips, x100: P_Align is the mean over frames 2-12 of
+    sigmoid(c(a, v_k) - c(a, v_1)), how much better each generated frame matches the audio than the
+    first frame does (c: image-audio cosine)."""
     name = "alignsync"
+    label = "AlignSync"
+    order = 50
     long_name = "alignsync@palign(frames2-12)*relsync-x100"
-    scale = 100.0
-    higher_is_better = True
     needs = ("sync_logit", "vision_embedding", "audio_embedding")
+    board_rank = 1
 
     def update(self, frame_emb: torch.Tensor, first_frame_emb: torch.Tensor, audio_emb: torch.Tensor,
                phi_gen: torch.Tensor, phi_gt: torch.Tensor, video_index,
