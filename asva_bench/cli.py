@@ -152,7 +152,8 @@ def cmd_run(args) -> int:
         spec_ds, manifest = _load_manifest(args.dataset, args.root)
     except DatasetError as e:
         dataset_problem = str(e)
-    metrics = tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
+    from .metrics.registry import resolve_metrics
+    metrics = resolve_metrics(args.metrics)
     # everything the run will need, before anything is generated (docs/weights.md)
     check_run(adapter, protocol, profile, out, dataset_problem=dataset_problem, score=not args.no_score,
               metrics=metrics, dataset=args.dataset)
@@ -203,11 +204,8 @@ def _score(args, run_dir, allow_incomplete=None):
     from .runs import read_run
     from .scoring import ScoreOptions, score_run
     record = read_run(run_dir).to_dict()
-    metrics = tuple(m.strip() for m in args.metrics.split(",")) if getattr(args, "metrics", None) else None
-    if metrics:
-        from .metrics import METRICS
-        for m in metrics:
-            METRICS.get(m)
+    from .metrics.registry import resolve_metrics
+    metrics = resolve_metrics(getattr(args, "metrics", None))
     check_score(record["profile"], run_dir, metrics)
     suite = load_suite(record["profile"], device=args.device)
     opts = ScoreOptions(progress=show_progress(), device=args.device, track=getattr(args, "track", None),
@@ -389,14 +387,16 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
                    help="protocol track: asva-reference (the reference evaluation's behaviour, the paper default) or "
                         "corrected (the mini default); docs/protocol.md")
     r.add_argument("--device", default="cpu")
-    r.add_argument("--metrics", help="comma-separated subset of metrics (default: all six)")
+    r.add_argument("--metrics", help="comma-separated metrics: names (default: the paper's six), "
+                   "module:Class of your own, or installed asva_bench.metrics plugins (docs/metrics.md)")
     r.add_argument("--no-score", action="store_true", help="generate only")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score an existing run folder (also runs made by other tools)")
     s.add_argument("run_dir", type=Path)
-    s.add_argument("--metrics", help="comma-separated subset: fid,fvd,ia,it,relsync,alignsync")
+    s.add_argument("--metrics", help="comma-separated metrics: names (default: the paper's six), "
+                   "module:Class of your own, or installed asva_bench.metrics plugins (docs/metrics.md)")
     s.add_argument("--allow-incomplete", action="store_true",
                    help="score the clips that are there; the coverage is recorded")
     s.add_argument("--allow-dataset-change", action="store_true",

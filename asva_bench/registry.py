@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import os
+import sys
 from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -49,3 +52,26 @@ class Registry(Generic[T]):
 
     def items(self):
         return sorted(self._items.items())
+
+
+def import_object(spec: str, what: str):
+    """'module:attr' -> the object, the module resolved as ``python -m`` resolves it (the working
+    directory first: the console script starts without it on the path). ``what`` names the object
+    in the messages (e.g. "adapter"). Raises ImportError."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ImportError(f"'{spec}' is not of the form module:Class ({what})")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"cannot import module '{module}' for {what} '{spec}': {e} "
+                          f"(looked in the working directory {cwd} and the installed packages)") from e
+    try:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError as e:
+        raise ImportError(f"module '{module}' has no attribute '{attr}' ({what} '{spec}')") from e
+    return obj

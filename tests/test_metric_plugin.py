@@ -210,3 +210,46 @@ def test_docs_hold_the_declarations_and_the_worked_example():
         "regenerate: python -c 'from asva_bench.metrics import declaration_table, METRIC_ORDER; " \
         "print(declaration_table(METRIC_ORDER))'"
     assert "@register_metric\n" + inspect.getsource(Drift) in doc
+
+
+USER_METRIC = '''
+import torch
+from asva_bench.metrics import ClipMetric
+
+
+class Stillness(ClipMetric):
+    """How still a clip is: 100 minus the mean absolute change between consecutive frame embeddings."""
+    name = "stillness"
+    label = "Still"
+    order = 90
+    higher_is_better = True
+    long_name = "stillness@frames2-12/100-mean|de|"
+    needs = ("vision_embedding",)
+
+    def update(self, frame_emb, video_index):
+        self._add(100.0 - (frame_emb[:, 1:] - frame_emb[:, :-1]).abs().mean((1, 2)), video_index)
+
+    def update_from_features(self, gen, gt, text, video_index):
+        self.update(gen["vision_embedding"], video_index)
+'''
+
+
+def test_cli_scores_a_metric_file_named_module_class(tiny_dataset, tmp_path, monkeypatch, capsys):
+    """`score --metrics relsync,my_metrics:Stillness` from the folder holding my_metrics.py: the file
+    is all the user writes (the CLI registers the class), and an unknown or broken one is refused."""
+    run = groundtruth_run(tiny_dataset, tmp_path / "gt")
+    (tmp_path / "my_metrics.py").write_text(USER_METRIC)
+    monkeypatch.chdir(tmp_path)
+    try:
+        capsys.readouterr()
+        assert main(["score", str(run), "--metrics", "relsync,my_metrics:Stillness", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert list(out["metrics"]) == ["relsync", "stillness"]
+        assert 0 < out["metrics"]["stillness"]["mean"] <= 100
+        assert main(["score", str(run), "--metrics", "my_metrics:Nope", "--json"]) == 2
+        assert "has no attribute 'Nope'" in json.loads(capsys.readouterr().out)["error"]
+        assert main(["score", str(run), "--metrics", "relsnyc", "--json"]) == 2
+        assert "Did you mean 'relsync'" in json.loads(capsys.readouterr().out)["error"]
+    finally:
+        if "stillness" in METRICS:
+            unregister_metric("stillness")

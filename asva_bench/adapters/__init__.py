@@ -12,12 +12,10 @@ listed by `asva-bench models`), never silently preferred.
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 from importlib.metadata import entry_points
 
-from ..registry import Registry
+from ..registry import Registry, import_object
 from .api import (Adapter, AdapterError, ClipBatch, check_adapter_class, parse_model_args, setup_adapter,
                   validate_output)
 
@@ -34,23 +32,10 @@ ENTRY_POINT_GROUP = "asva_bench.adapters"
 
 
 def _load_object(spec: str):
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise AdapterError(f"'{spec}' is not of the form module:Class")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:  # the console script starts without it
-        sys.path.insert(0, cwd)
     try:
-        mod = importlib.import_module(module)
+        obj = import_object(spec, "adapter")
     except ImportError as e:
-        raise AdapterError(f"cannot import module '{module}' for adapter '{spec}': {e} "
-                           f"(looked in the working directory {cwd} and the installed packages)") from e
-    try:
-        obj = mod
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError as e:
-        raise AdapterError(f"module '{module}' has no attribute '{attr}' (adapter '{spec}')") from e
+        raise AdapterError(str(e)) from e
     if not (isinstance(obj, type) and issubclass(obj, Adapter)):
         raise AdapterError(f"'{spec}' is not a subclass of asva_bench.adapters.Adapter")
     check_adapter_class(obj, spec)

@@ -11,8 +11,9 @@ leaderboard show its ``label``, ``order`` and direction (docs/metrics.md).
 from __future__ import annotations
 
 import re
+from importlib.metadata import entry_points
 
-from ..registry import Registry
+from ..registry import Registry, import_object
 from .base import FEATURE_KINDS, AsvaMetric
 
 METRICS: Registry[type] = Registry("metric")
@@ -112,3 +113,40 @@ def declaration_table(names=None) -> str:
                      f"{'higher' if c.higher_is_better else 'lower'} | "
                      f"{', '.join(f'`{k}`' for k in c.needs)} | `{c.long_name}` | {c.help} |")
     return "\n".join(lines)
+
+
+#: Installed packages add metrics in this entry-point group: ``name = "module:Class"``.
+ENTRY_POINT_GROUP = "asva_bench.metrics"
+
+
+def resolve_metric(spec: str) -> str:
+    """A metric as the CLI's ``--metrics`` names it -> its registered name.
+
+    A registered name as it is; ``module:Class`` imports the module (the working directory first,
+    as ``--model module:Class`` does) and registers the class if its module did not; any other name
+    is looked up in the installed ``asva_bench.metrics`` entry points, then refused with the known
+    names ("did you mean")."""
+    try:
+        if ":" in spec:
+            return _ensure_registered(import_object(spec, "metric"))
+        if spec not in METRICS:
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name.lower() == spec.lower():
+                    return _ensure_registered(ep.load())
+    except (ImportError, MetricDeclarationError) as e:  # the CLI reports ValueErrors as bad input
+        raise ValueError(f"--metrics {spec}: {e}") from e
+    return METRICS.get(spec).name
+
+
+def _ensure_registered(cls) -> str:
+    name = getattr(cls, "name", None)
+    if not (isinstance(name, str) and name in METRICS and METRICS.get(name) is cls):
+        register_metric(cls)
+    return cls.name
+
+
+def resolve_metrics(text: str | None) -> tuple[str, ...] | None:
+    """The CLI's comma-separated ``--metrics`` -> registered names (None: the default suite)."""
+    if not text:
+        return None
+    return tuple(resolve_metric(m.strip()) for m in text.split(",") if m.strip())
