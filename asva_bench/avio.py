@@ -3,7 +3,7 @@
 Video frames are read with decord (fast random access, per-frame timestamps),
 falling back to PyAV where decord cannot open a file. Audio is read with
 PyAV because we need the timestamp of every decoded sample: AAC streams carry
-1024 priming samples (PROTOCOL.md section 11) and only the packet/frame
+1024 priming samples (docs/protocol.md, "Clips") and only the packet/frame
 timestamps tell where sample 0 of the real signal is.
 
 Writing uses PyAV (libx264 yuv420p at default settings like torchvision's

@@ -1,4 +1,4 @@
-"""The ASVA clip protocol (PROTOCOL.md section 2), in one place.
+"""The ASVA clip protocol (docs/protocol.md, "Clips"), in one place.
 
 Everything that decides *which* pixels and samples a clip is made of lives
 here: the frozen :class:`ProtocolConfig` (hashed into every fingerprint),

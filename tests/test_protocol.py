@@ -1,4 +1,4 @@
-"""Golden tests of the clip protocol (PROTOCOL.md section 2)."""
+"""Golden tests of the clip protocol (docs/protocol.md, "Clips")."""
 
 from fractions import Fraction
 from math import ceil
@@ -152,7 +152,7 @@ def test_audio_window_resamples_and_pads():
 
 
 def test_audio_window_through_aac_round_trip(tmp_path):
-    """AAC priming (1024 samples) must not delay decoded audio (PROTOCOL.md 11)."""
+    """AAC priming (1024 samples) must not delay decoded audio (docs/protocol.md, "Clips")."""
     a = burst(5.0, 2.3, SR)
     path = tmp_path / "burst.mp4"
     avio.write_clip(path, np.zeros((120, 32, 32, 3), np.uint8), 24, audio=a, sample_rate=SR)

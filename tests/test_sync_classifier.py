@@ -24,7 +24,7 @@ from .conftest import make_video
 # Architecture
 # --------------------------------------------------------------------------
 def test_paper_architecture_matches_released_layout():
-    """Parameter names and shapes of the released checkpoint (PROTOCOL.md section 4)."""
+    """Parameter names and shapes of the released checkpoint (docs/protocol.md, "The sync classifier")."""
     model = SyncClassifier(PAPER_SYNC)
     sd = model.state_dict()
     golden = {

@@ -7,7 +7,7 @@ Use::
     inception = build_backbone(FID_INCEPTION, device="cuda")   # weights resolved + verified
     feats = inception.features(frames)                          # [N,3,H,W] in [0,1] -> [N,2048]
 
-Paper profile (real networks, PROTOCOL.md section 3):
+Paper profile (real networks, docs/protocol.md "Metrics"):
 
 ==================  =========  ===============================================
 name                kind       call

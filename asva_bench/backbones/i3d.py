@@ -1,6 +1,6 @@
 """FVD backbone: the StyleGAN-V I3D TorchScript (``i3d_torchscript.pt``), 400-d features.
 
-Called as PROTOCOL.md section 3 states: the 12 frames of a clip, each
+Called as docs/protocol.md ("Metrics") states: the 12 frames of a clip, each
 bicubic antialiased squash-resize to 224 x 224 (torchvision ``Resize((224,
 224), BICUBIC, antialias=True)``; the centre crop to 224 that follows in the
 reference is a no-op), ``x * 2 - 1``, laid out [B, 3, T, 224, 224], then

@@ -4,7 +4,7 @@ The network is the ``ImageBindModel`` class of the ``imagebind`` package (PyPI
 ``imagebind-unofficial==0.1.1``), with ``imagebind_huge``'s configuration,
 loaded from ``imagebind_huge.pth`` with ``weights_only=True``.
 
-Preprocessing (PROTOCOL.md section 3, as the reference code does it):
+Preprocessing (docs/protocol.md "Metrics", as the reference code does it):
 
 * vision: frames [0, 1] -> torchvision bicubic antialiased squash-resize to
   224 x 224 (the centre crop to 224 after it is a no-op) -> CLIP mean / std;

@@ -1,4 +1,4 @@
-"""The audio-visual synchronization classifier (PROTOCOL.md section 4), paper and mini sizes.
+"""The audio-visual synchronization classifier (docs/protocol.md, "The sync classifier"), paper and mini sizes.
 
 ``phi(frames, mel)`` is the classifier's raw logit for "this audio is in sync
 with these frames"; RelSync / AlignSync use it as is (sigmoid of a
@@ -28,7 +28,7 @@ frame difference as extra input channels, and *late temporal fusion*: the
 encoders keep their time axis (12 steps), the head runs temporal
 convolutions over the concatenated per-step features, averages over time and
 maps to the logit. A globally pooled 2-layer MLP could not learn timing at
-this size on CPU in minutes; keeping time explicit does (CALIBRATION.md).
+this size on CPU in minutes; keeping time explicit does (measured when the mini world was sized).
 
 Checkpoints of this project: one safetensors file (keys prefixed
 ``audio_encoder.`` / ``video_encoder.`` / ``head.``) plus a JSON file with the
@@ -126,7 +126,7 @@ class SyncClassifierConfig(JsonConfig):
 
 
 
-#: The paper's classifier (AVID-CMA backbones, MLP head), PROTOCOL.md section 4.
+#: The paper's classifier (AVID-CMA backbones, MLP head), docs/protocol.md, "The sync classifier".
 PAPER_SYNC = SyncClassifierConfig(name="paper")
 
 #: The mini profile's classifier: same family, small widths, 32x32 frames, temporal fusion.

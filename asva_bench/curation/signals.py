@@ -15,7 +15,7 @@ ia             mean over the n frames of ``cos(v_j, a)``: ImageBind-huge (paper)
                of the clip's centre 2 s window
 it             mean over the n frames of ``cos(v_j, t)``, ``t`` the class text's
                embedding (text = the class folder, underscores as spaces)
-p_sync         P_Sync (PROTOCOL.md section 4): the sync classifier's ``phi`` of
+p_sync         P_Sync (docs/protocol.md, "The sync classifier"): the sync classifier's ``phi`` of
                2 s of frames against the 2 s audio windows shifted by
                -0.5..+0.5 s in 0.1 s steps (11 candidates), softmax without
                temperature, the probability of the unshifted one. Taken for

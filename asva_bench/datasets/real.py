@@ -1,4 +1,4 @@
-"""Readers for the paper's datasets (user-supplied folders, PROTOCOL.md section 7)."""
+"""Readers for the paper's datasets (user-supplied folders, docs/datasets.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Sync classifier evaluation: shift classification, P_Sync and RelSync sanity checks.
 
-Shift classification (PROTOCOL.md section 4, VGGSoundSync style): around the
+Shift classification (docs/protocol.md "The sync classifier", VGGSoundSync style): around the
 centre of a test video take N candidate clips ``spacing`` seconds apart; the
 clip at the centre is the synchronized one.
 

@@ -1,4 +1,4 @@
-"""Contrastive training of the sync classifier (PROTOCOL.md section 4).
+"""Contrastive training of the sync classifier (docs/protocol.md, "The sync classifier").
 
 Each step takes ``batch_videos`` videos; from each, K clips whose starts are
 ``clip_spacing`` (0.2 s) apart; every clip's audio is scored against every

@@ -1,4 +1,4 @@
-"""Training AVSyncD and I2VD (PROTOCOL.md section 5), both profiles, resumable.
+"""Training AVSyncD and I2VD (docs/avsyncd.md, "Training"), both profiles, resumable.
 
     asva-bench train avsyncd --profile mini --dataset synth --minutes 5 --device cuda --out runs/train/avsyncd-mini
     asva-bench train i2vd    --profile mini --dataset synth --minutes 2 --device cuda --out runs/train/i2vd-mini
@@ -23,7 +23,7 @@ The mini profile deviates from the paper recipe (docs/avsyncd.md):
   frame 1 (mean absolute pixel change over ``motion_threshold``, saturating)
   counts up to 1 + 4 times more.  On synth most of the picture is a static
   background, and an unweighted loss is minimised almost entirely by
-  copying frame 1 (CALIBRATION.md), leaving the audio-driven pixels with
+  copying frame 1 (docs/avsyncd.md, mini deviations), leaving the audio-driven pixels with
   too little gradient.  The paper profile keeps 0 (plain MSE).
 
 Audio tokens: the frozen encoder's tokens depend only on (video, clip
@@ -119,7 +119,7 @@ class TrainConfig:
 
     @classmethod
     def for_profile(cls, model: str, profile: str, **overrides) -> "TrainConfig":
-        """The recipe of ``profile`` (paper: PROTOCOL.md section 5; mini: documented deviations)."""
+        """The recipe of ``profile`` (paper: docs/avsyncd.md "Training"; mini: documented deviations)."""
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
         if profile == "paper":
