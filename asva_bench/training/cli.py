@@ -173,7 +173,7 @@ def add_commands(sub):
     ssub = s.add_subparsers(dest="sync_command", metavar="ACTION")
     ssub.required = True
 
-    t = ssub.add_parser("train", help="contrastive training (docs/protocol.md, "The sync classifier"), resumable")
+    t = ssub.add_parser("train", help="contrastive training (docs/protocol.md, 'The sync classifier'), resumable")
     _cache_args(t)
     _profile_args(t, "the classifier's size and training recipe (default mini)")
     t.add_argument("--out", help="training folder: checkpoint/, loss_log.jsonl, train_config.json, "
