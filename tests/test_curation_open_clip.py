@@ -20,7 +20,7 @@ from asva_bench.backbones import weights as W
 from asva_bench.backbones.open_clip_image import (DEFAULT_HUB_REPO, OPEN_CLIP_NAME, OpenClipImage, hub_source,
                                                   open_clip_spec)
 
-open_clip = pytest.importorskip("open_clip")
+import open_clip  # noqa: E402  (a declared dependency: a missing install must fail, not skip)
 TINY = "asva-test-tiny-clip"
 
 

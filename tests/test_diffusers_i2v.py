@@ -86,7 +86,6 @@ def test_run_records_the_native_rate_mapping(tiny_dataset, tmp_path, monkeypatch
 # --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_svd(tmp_path_factory):
-    pytest.importorskip("transformers")
     from tests.tiny_pipelines import make_tiny_svd
     return make_tiny_svd(tmp_path_factory.mktemp("svd") / "tiny-svd")
 

@@ -1,5 +1,6 @@
 """The rough edges a new user hit (issue 14, item 5), one test (or more) each."""
 
+import errno
 import json
 import os
 import signal
@@ -260,7 +261,10 @@ def test_decoder_log_lines_do_not_leak_on_a_bad_file(tiny_dataset, tmp_path):
 
 
 # 8. read-only output folder or cache: one line, before any work -----------------------------------------
-def unwritable_dir(tmp_path) -> Path:
+def unwritable_dir(tmp_path, monkeypatch) -> Path:
+    """A folder where creating a file fails: permission bits where they bind, else a folder the kernel
+    refuses (/sys, /proc/sys: root ignores permission bits), else (a privileged container where both
+    are writable) the probe's open() fails there with the kernel's EACCES, as a read-only mount would."""
     d = tmp_path / "ro"
     d.mkdir()
     d.chmod(0o555)
@@ -268,17 +272,24 @@ def unwritable_dir(tmp_path) -> Path:
         (d / "probe").write_text("")
     except OSError:
         return d
-    (d / "probe").unlink()          # root ignores permission bits: use a folder the kernel refuses
+    (d / "probe").unlink()
     for cand in (Path("/sys"), Path("/proc/sys")):
         try:
             (cand / ".asva-probe").write_text("")
         except OSError:
             return cand
-    pytest.skip("no unwritable folder available to this user")
+    from asva_bench import requirements
+
+    def refusing_open(path, *args, **kwargs):
+        if Path(path).parent == d:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+    monkeypatch.setattr(requirements, "open", refusing_open, raising=False)
+    return d
 
 
-def test_read_only_output_folder_is_one_line_before_any_work(tiny_dataset, tmp_path, capsys):
-    ro = unwritable_dir(tmp_path)
+def test_read_only_output_folder_is_one_line_before_any_work(tiny_dataset, tmp_path, capsys, monkeypatch):
+    ro = unwritable_dir(tmp_path, monkeypatch)
     t = time.perf_counter()
     rc = main(["run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset), "--profile",
                "mini", "--out", str(ro / "run")])
@@ -288,7 +299,7 @@ def test_read_only_output_folder_is_one_line_before_any_work(tiny_dataset, tmp_p
 
 
 def test_read_only_asva_bench_home_is_one_line_before_any_work(tiny_dataset, tmp_path, capsys, monkeypatch):
-    ro = unwritable_dir(tmp_path)
+    ro = unwritable_dir(tmp_path, monkeypatch)
     monkeypatch.setenv("ASVA_BENCH_HOME", str(ro / "home"))
     rc = main(["run", "--model", "static", "--dataset", "avsync15", "--root", str(tiny_dataset), "--profile",
                "mini", "--out", str(tmp_path / "run")])
