@@ -38,8 +38,19 @@ def quiet_native_stderr():
     location); the MediaError we raise says it all, so those lines never reach
     the user's terminal. Python-level stderr (sys.stderr) is flushed first and
     restored after.
+
+    Only on the main thread: file descriptor 2 belongs to the whole process, and a
+    decoding thread that swapped it would also swallow the main thread's progress
+    bar (and two threads swapping it could leave it lost). Decoding threads read
+    files the main thread already checked (the scoring stage's clips are opened by
+    PyAV first, whose messages go to Python logging), so they rarely have anything
+    to silence.
     """
     import sys
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -108,6 +119,13 @@ def probe(path) -> MediaInfo:
         return MediaInfo(str(path), vdur, adur, fps, n, vs.width, vs.height, has_audio, asr)
 
 
+def _mono_float(arr: np.ndarray) -> np.ndarray:
+    """[channels, samples] of any sample format -> mono float32 [samples] (mean of the channels)."""
+    if arr.dtype.kind == "i":
+        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+    return arr.astype(np.float32).mean(0)
+
+
 def read_audio(path) -> tuple[torch.Tensor, int]:
     """Decode the first audio stream to mono float32, sample 0 at time 0.
 
@@ -124,21 +142,22 @@ def read_audio(path) -> tuple[torch.Tensor, int]:
         try:
             for frame in c.decode(st):
                 arr = frame.to_ndarray()
-                if arr.dtype.kind == "i":
-                    arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-                if frame.format.is_planar:
-                    arr = arr.reshape(len(frame.layout.channels), -1)
-                else:  # packed: [1, samples * channels]
-                    arr = arr.reshape(-1, len(frame.layout.channels)).T
+                channels = len(frame.layout.channels)
+                # [channels, samples]; converted to mono float once, after the loop (the same
+                # element-wise operations as frame by frame, without their per-frame cost)
+                chunks.append(arr.reshape(channels, -1) if frame.format.is_planar
+                              else arr.reshape(-1, channels).T)
                 sr = frame.sample_rate
                 if first_time is None:
                     first_time = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
-                chunks.append(arr.astype(np.float32).mean(0))
         except Exception as e:
             raise MediaError(f"{path}: audio stream is corrupt ({e}); re-encode the file") from e
         if not chunks:
             raise MediaError(f"{path}: audio stream decodes to no samples; re-encode the file")
-        wav = np.concatenate(chunks)
+        if len({(a.shape[0], a.dtype) for a in chunks}) == 1:
+            wav = _mono_float(np.concatenate(chunks, axis=1))
+        else:  # the layout changes inside the stream: frame by frame
+            wav = np.concatenate([_mono_float(a) for a in chunks])
         declared = float(st.duration * st.time_base) if st.duration else None
         if first_time and first_time < 0:
             wav = wav[int(round(-first_time * sr)):]

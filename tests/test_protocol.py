@@ -212,3 +212,42 @@ def test_batched_mel_is_bit_identical():
     single = torch.stack([waveform_to_mel(x) for x in w])
     assert batched.shape == (5, 1, 128, 204)
     assert torch.equal(batched, single)
+
+
+@pytest.mark.parametrize("codec,fmt,container", [("aac", "fltp", "mp4"), ("pcm_s16le", "s16", "mkv")])
+def test_read_audio_mixes_channels_as_frame_by_frame(tmp_path, codec, fmt, container):
+    """read_audio converts all decoded frames at once; the result must be exactly the mean of the
+    channels of each frame converted on its own (stereo, planar float AAC and packed int16 PCM)."""
+    import av
+    t = np.arange(SR * 2) / SR
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.25 * np.sin(2 * np.pi * 97 * t + 1.0)])
+    path = tmp_path / f"stereo.{container}"
+    with av.open(str(path), "w") as c:
+        st = c.add_stream(codec, rate=SR, layout="stereo")
+        st.format = fmt
+        for i in range(0, stereo.shape[1], 1024):
+            block = stereo[:, i:i + 1024]
+            data = (block.astype(np.float32) if fmt == "fltp"
+                    else (block.T.reshape(1, -1) * 32767).astype(np.int16))
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="stereo")
+            frame.sample_rate, frame.pts = SR, i
+            for pkt in st.encode(frame):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    expect, first = [], None
+    with av.open(str(path)) as c:
+        for f in c.decode(audio=0):
+            a = f.to_ndarray()
+            a = a.reshape(2, -1) if f.format.is_planar else a.reshape(-1, 2).T
+            if a.dtype.kind == "i":
+                a = a.astype(np.float32) / 32767.0
+            expect.append(a.astype(np.float32).mean(0))
+            first = first if first is not None else float(f.pts * f.time_base)
+    expect = np.concatenate(expect)
+    if first < 0:
+        expect = expect[int(round(-first * SR)):]
+    wav, sr = avio.read_audio(path)
+    assert sr == SR and wav.dtype == torch.float32
+    assert np.array_equal(wav.numpy(), expect[:len(wav)])
+    assert len(wav) >= SR * 2 - 1024 and np.abs(wav.numpy()).max() > 0.3   # both channels are in it
