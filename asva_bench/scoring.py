@@ -1,7 +1,7 @@
 """The scoring stage: a run folder -> features -> metrics -> results.json + scores.jsonl.
 
-Each generated clip is decoded once (in a loader worker, overlapping the
-forwards) and shared by every metric; backbone calls are batched; the
+Each generated clip is decoded once (by decoding threads, a few batches ahead of
+the forwards) and shared by every metric; backbone calls are batched; the
 ground-truth side (features of the real clips) is computed once per
 fingerprint and cached on disk.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class ScoreOptions:
     allow_incomplete: bool = False      # score what is there; coverage recorded
     allow_dataset_change: bool = False  # dataset manifest differs from the run's
     replicates: int = 1000
-    num_workers: int = 1
+    decode_threads: int = 1             # decoding beside the forwards (0: in the main thread)
     progress: bool = True
     device: str = "cpu"
     track: str | None = None            # protocol track to score under (None: the run's own)
@@ -91,7 +92,7 @@ def _listing(ids: list[str], n: int = 5) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Decoding (runs in DataLoader workers)
+# Decoding (runs in the decoding threads)
 # ---------------------------------------------------------------------------
 def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A generated clip file -> frames [T,3,H,W] in [0,1], audio [samples] re-decoded from the file,
@@ -104,15 +105,15 @@ def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor
         clip = decode_reference_generated(path, cfg)
         frames, audio, length = clip.frames, clip.audio, clip.audio_length
     else:
+        try:  # first: PyAV reports a broken container as a MediaError, without native stderr lines
+            wav, sr = read_audio(path)
+        except MediaError as e:
+            raise MediaError(f"{e} (generated clips carry the ground-truth audio, muxed by `asva-bench run`)") from e
         vf = VideoFrames(path)
         if len(vf) != cfg.num_frames:
             raise MediaError(f"{path}: {len(vf)} frames, the protocol needs {cfg.num_frames}; regenerate "
                              "the clip (delete it and rerun `asva-bench run`)")
         frames = torch.from_numpy(vf.get(np.arange(cfg.num_frames))).permute(0, 3, 1, 2).float() / 255.0
-        try:
-            wav, sr = read_audio(path)
-        except MediaError as e:
-            raise MediaError(f"{e} (generated clips carry the ground-truth audio, muxed by `asva-bench run`)") from e
         audio, length = audio_window(wav, sr, 0.0, cfg), cfg.audio_samples
     if tuple(frames.shape[-2:]) != (cfg.height, cfg.width):
         raise MediaError(f"{path}: frames are {frames.shape[-1]}x{frames.shape[-2]}, the protocol needs "
@@ -120,18 +121,15 @@ def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor
     return frames, audio, int(length or cfg.audio_samples)
 
 
-class _VideoItems(torch.utils.data.Dataset):
+class _VideoItems:
     """One item per test video: its generated clips (+ ground truth when not cached)."""
 
-    def __init__(self, groups, run_dir, cfg, need_gt, need_video_batch=False):
-        self.groups, self.run_dir, self.cfg, self.need_gt = groups, Path(run_dir), cfg, need_gt
+    def __init__(self, run_dir, cfg, need_gt, need_video_batch=False):
+        self.run_dir, self.cfg, self.need_gt = Path(run_dir), cfg, need_gt
         self.need_video_batch = need_video_batch
 
-    def __len__(self):
-        return len(self.groups)
-
-    def __getitem__(self, i):
-        entry, jobs = self.groups[i]
+    def __call__(self, group):
+        entry, jobs = group
         gen = [decode_generated_clip(self.run_dir / clip_relpath(j.clip_id), self.cfg) for j in jobs]
         gt, video = None, None
         if self.need_gt:
@@ -143,8 +141,36 @@ class _VideoItems(torch.utils.data.Dataset):
         return {"jobs": jobs, "gen": gen, "gt": gt, "gt_video": video}
 
 
-def _collate_one(items):
-    return items[0]
+def prefetched(fn, items, threads: int, ahead: int):
+    """fn(item) for each item, in order, computed by ``threads`` threads; while the consumer waits
+    for an item, at most ``ahead`` more are queued (0 threads: computed in the caller, one at a time).
+
+    Threads, not worker processes: decord decodes without the GIL, the decoded tensors are not
+    copied between processes, and nothing is forked; the forwards' ops release the GIL too."""
+    if threads <= 0:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="asva-decode")
+    pending: deque = deque()
+    try:
+        for x in it:
+            pending.append(pool.submit(fn, x))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            done = pending.popleft()
+            for x in it:
+                pending.append(pool.submit(fn, x))
+                break
+            yield done.result()
+    finally:  # an error or an abandoned loop: drop what was queued, wait for what runs
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------------------
@@ -243,25 +269,30 @@ def compute_metrics(metric_classes, gen: dict, gt: dict, text, video_index, repl
                     device: str = "cpu", workers: int | None = None):
     """Stacked features -> ({metric: summary with CI}, {clip metric: per-clip values}).
 
-    The metrics' intervals (FID / FVD: 200 exact Frechet distances each) run one metric a thread,
-    each with a single-threaded BLAS: the small matrices of a replicate gain nothing from BLAS
-    threads, and several BLAS thread pools on the same cores oversubscribe them badly. Every metric
-    is computed exactly as alone, so the numbers do not depend on the threads."""
+    The Frechet intervals (FID / FVD: 200 exact distances each) are the long part: each spreads its
+    replicates over ``workers`` threads, one metric after the other, and the other metrics then
+    run one a thread. Every thread uses a single-threaded BLAS: the small matrices of a replicate
+    gain nothing from BLAS threads, and several BLAS thread pools on the same cores oversubscribe
+    them badly. Every replicate is computed exactly as alone, so the numbers do not depend on the
+    threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
-    def one(cls):
+    workers = workers or max(1, os.cpu_count() or 1)
+
+    def one(cls, threads=1):
         m = cls()
         m.update_from_features(gen, gt, text, video_index)
-        s = m.summary(device=device) if isinstance(m, FrechetMetric) else m.summary(replicates)
+        s = m.summary(device=device, threads=threads) if isinstance(m, FrechetMetric) else m.summary(replicates)
         return s, (m.per_clip() if isinstance(m, ClipMetric) else None)
 
-    workers = workers or max(1, min(len(metric_classes), os.cpu_count() or 1))
-    # Frechet intervals first: they are the long ones
-    order = sorted(metric_classes, key=lambda c: not issubclass(c, FrechetMetric))
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        done = dict(zip([c.name for c in order], pool.map(one, order)))
+    frechet = [c for c in metric_classes if issubclass(c, FrechetMetric)]
+    others = [c for c in metric_classes if not issubclass(c, FrechetMetric)]
+    with threadpool_limits(limits=1, user_api="blas"):
+        done = {c.name: one(c, workers) for c in frechet}
+        with ThreadPoolExecutor(max(1, min(workers, len(others)))) as pool:
+            done.update(zip([c.name for c in others], pool.map(one, others)))
     summaries = {c.name: done[c.name][0] for c in metric_classes}
     per_clip = {c.name: done[c.name][1] for c in metric_classes if done[c.name][1] is not None}
     return summaries, per_clip
@@ -318,15 +349,12 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     group_list = D.shard(sorted(groups.items(), key=lambda kv: kv[0].rel_path), rank, world)
     # asva-reference: the ground truth's FID batch is a whole test video (all its clips)
     video_batch_fid = "image_features" in needs and rules(cfg).fid_batchnorm == "batch"
-    # an item is one test video (its clips); the workers keep two forward batches decoded ahead, so
-    # decoding overlaps the forwards instead of waiting for each batch to be consumed
-    per_item = max(1, cfg.clips_per_video)
-    ahead = max(2, -(-2 * opts.batch_size // (per_item * max(1, opts.num_workers))))
-    loader = torch.utils.data.DataLoader(
-        _VideoItems(group_list, run_dir, cfg, need_gt=cached_gt is None,
-                    need_video_batch=video_batch_fid and cached_gt is None), batch_size=1,
-        num_workers=opts.num_workers, collate_fn=_collate_one,
-        persistent_workers=False, prefetch_factor=ahead if opts.num_workers else None)
+    # an item is one test video (its clips); the decoding threads keep two forward batches decoded
+    # ahead, so decoding overlaps the forwards instead of waiting for each batch to be consumed
+    ahead = max(2, -(-2 * opts.batch_size // max(1, cfg.clips_per_video)))
+    decode = _VideoItems(run_dir, cfg, need_gt=cached_gt is None,
+                         need_video_batch=video_batch_fid and cached_gt is None)
+    loader = prefetched(decode, group_list, opts.decode_threads, ahead)
 
     video_ids = {e.video_id: i for i, e in enumerate(entries)}
     rows: list[dict] = []     # per-clip scalar features, for metrics and scores.jsonl
@@ -354,17 +382,18 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
         bar.update(len(pending))
         pending.clear()
 
-    for item in loader:
-        video_fid = None
-        if item["gt_video"] is not None:
-            with torch.no_grad():
-                video_fid = fid_features(suite, item["gt_video"], cfg, one_batch=True).detach().float().cpu()
-        for k, job in enumerate(item["jobs"]):
-            extra = {"image_features": video_fid[job.index]} if video_fid is not None else {}
-            pending.append({"job": job, "gen": item["gen"][k],
-                            "gt": item["gt"][k] if item["gt"] is not None else None, "gt_extra": extra})
-            if len(pending) >= opts.batch_size:
-                flush()
+    with closing(loader):  # an error below stops the decoding threads at once
+        for item in loader:
+            video_fid = None
+            if item["gt_video"] is not None:
+                with torch.no_grad():
+                    video_fid = fid_features(suite, item["gt_video"], cfg, one_batch=True).detach().float().cpu()
+            for k, job in enumerate(item["jobs"]):
+                extra = {"image_features": video_fid[job.index]} if video_fid is not None else {}
+                pending.append({"job": job, "gen": item["gen"][k],
+                                "gt": item["gt"][k] if item["gt"] is not None else None, "gt_extra": extra})
+                if len(pending) >= opts.batch_size:
+                    flush()
     flush()
     bar.close()
 

@@ -27,7 +27,7 @@ BEHAVIOURS = {"media": "reference", "fid_batchnorm": "batch", "it_text": "folder
 def score(run_dir: Path, suite, track: str, device: str, workers: int) -> tuple[dict, float]:
     from asva_bench.scoring import ScoreOptions, score_run
     t = time.perf_counter()
-    res = score_run(run_dir, suite, ScoreOptions(track=track, device=device, num_workers=workers, progress=True))
+    res = score_run(run_dir, suite, ScoreOptions(track=track, device=device, decode_threads=workers, progress=True))
     return {m: res["metrics"][m]["mean"] for m in METRICS if m in res["metrics"]}, time.perf_counter() - t
 
 
@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--out", help="path prefix for .md and .json")
     ap.add_argument("--attribute", action="store_true", help="also one asva-reference behaviour at a time")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--num-workers", type=int, default=1)
+    ap.add_argument("--decode-threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -56,7 +56,7 @@ def main():
                  "profile": profile, "limit": record["dataset"].get("limit"), "tracks": {}, "seconds": {}}
         for track in (REFERENCE, CORRECTED):
             entry["tracks"][track], entry["seconds"][track] = score(run, suite, track, args.device,
-                                                                    args.num_workers)
+                                                                    args.decode_threads)
         if args.attribute:
             for field, value in BEHAVIOURS.items():
                 name = register_ablation(CORRECTED, **{field: value})

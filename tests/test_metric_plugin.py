@@ -96,7 +96,7 @@ def _cos(a, b) -> np.ndarray:
 def test_plugin_metric_is_scored_and_shown(plugins, tiny_dataset, tmp_path, suite):
     run = groundtruth_run(tiny_dataset, tmp_path / "gt")
     res = score_run(run, suite, ScoreOptions(metrics=("relsync", "drift"), progress=False, replicates=100,
-                                             num_workers=0))
+                                             decode_threads=0))
     assert list(res["metrics"]) == ["relsync", "drift"]
     s = res["metrics"]["drift"]
     assert s["higher_is_better"] is False and s["long_name"] == Drift.long_name and s["n_clips"] == 12
@@ -139,9 +139,9 @@ def test_text_embeddings_follow_the_declared_needs(plugins, tiny_dataset, tmp_pa
     asked = []
     embed = suite.embed_text
     monkeypatch.setattr(suite, "embed_text", lambda texts: (asked.append(list(texts)), embed(texts))[1])
-    score_run(run, suite, ScoreOptions(metrics=("relsync",), progress=False, replicates=50, num_workers=0))
+    score_run(run, suite, ScoreOptions(metrics=("relsync",), progress=False, replicates=50, decode_threads=0))
     assert asked == []                  # no selected metric needs text: none embedded
-    res = score_run(run, suite, ScoreOptions(metrics=("audiotext",), progress=False, replicates=50, num_workers=0))
+    res = score_run(run, suite, ScoreOptions(metrics=("audiotext",), progress=False, replicates=50, decode_threads=0))
     assert len(asked) == 1              # IT is not selected; AudioText declares text_embedding
 
     record = read_run(run).to_dict()

@@ -59,7 +59,7 @@ def test_static_run_scores_all_metrics_with_cache(tiny_dataset, tmp_path, suite,
     saves = []
     orig = FeatureCache.save
     monkeypatch.setattr(FeatureCache, "save", lambda self, k, f: (saves.append(k), orig(self, k, f)))
-    res = score_run(run, suite, ScoreOptions(progress=False, replicates=200, num_workers=0))
+    res = score_run(run, suite, ScoreOptions(progress=False, replicates=200, decode_threads=0))
     assert list(res["metrics"]) == list(METRIC_ORDER)
     for m, s in res["metrics"].items():
         assert s["ci_low"] <= s["ci_high"], m
@@ -70,7 +70,7 @@ def test_static_run_scores_all_metrics_with_cache(tiny_dataset, tmp_path, suite,
     assert len(saves) == 1
     # a second model on the same dataset reuses the cached ground-truth features
     gt_run = generate(tiny_dataset, tmp_path / "gt", "groundtruth")
-    res_gt = score_run(gt_run, suite, ScoreOptions(progress=False, replicates=200, num_workers=0))
+    res_gt = score_run(gt_run, suite, ScoreOptions(progress=False, replicates=200, decode_threads=0))
     assert len(saves) == 1
     assert res_gt["metrics"]["relsync"]["mean"] == pytest.approx(50.0, abs=0.5)
     assert res_gt["fingerprint"] == res["fingerprint"]
@@ -82,8 +82,8 @@ def test_missing_clip_is_named_and_coverage_recorded(tiny_dataset, tmp_path, sui
     run = generate(tiny_dataset, tmp_path / "r")
     (run / "videos/hammer_strike/v2_clip-02.mp4").unlink()
     with pytest.raises(ScoringError, match="1 expected clip\\(s\\) missing: hammer_strike/v2_clip-02.*--allow-incomplete"):
-        score_run(run, suite, ScoreOptions(progress=False, num_workers=0))
-    res = score_run(run, suite, ScoreOptions(progress=False, num_workers=0, allow_incomplete=True, replicates=100))
+        score_run(run, suite, ScoreOptions(progress=False, decode_threads=0))
+    res = score_run(run, suite, ScoreOptions(progress=False, decode_threads=0, allow_incomplete=True, replicates=100))
     assert res["clips"]["scored"] == 11 and res["clips"]["failed_ids"] == ["hammer_strike/v2_clip-02"]
     assert res["coverage"] == pytest.approx(11 / 12)
 
@@ -93,28 +93,69 @@ def test_bad_clips_are_named(tiny_dataset, tmp_path, suite):
     bad = run / "videos/dog_bark/v1_clip-00.mp4"
     avio.write_clip(bad, torch.rand(10, 3, 64, 64), 6.0, audio=torch.zeros(32000))
     with pytest.raises(avio.MediaError, match="v1_clip-00.mp4: 10 frames, the protocol needs 12"):
-        score_run(run, suite, ScoreOptions(progress=False, num_workers=0))
+        score_run(run, suite, ScoreOptions(progress=False, decode_threads=0))
     avio.write_clip(bad, torch.rand(12, 3, 64, 64), 6.0, audio=None)
     with pytest.raises(avio.MediaError, match="v1_clip-00.mp4: no audio stream"):
-        score_run(run, suite, ScoreOptions(progress=False, num_workers=0))
+        score_run(run, suite, ScoreOptions(progress=False, decode_threads=0))
     (run / "videos/dog_bark/extra_clip-00.mp4").write_bytes(bad.read_bytes())
     with pytest.raises(ScoringError, match="not in the protocol: dog_bark/extra_clip-00"):
-        score_run(run, suite, ScoreOptions(progress=False, num_workers=0))
+        score_run(run, suite, ScoreOptions(progress=False, decode_threads=0))
+
+
+def test_decoding_threads_give_the_inline_results_and_raise_its_errors(tiny_dataset, tmp_path, suite):
+    """Clips decoded by threads ahead of the forwards: the same files, byte for byte, as decoding
+    them in the main thread; a bad clip decoded by a thread is reported as inline, and the stage
+    stops without leaving its decoding threads running."""
+    import threading
+    run = generate(tiny_dataset, tmp_path / "r")
+    inline = score_run(run, suite, ScoreOptions(progress=False, decode_threads=0, replicates=100))
+    scores_inline = (run / "scores.jsonl").read_bytes()
+    threaded = score_run(run, suite, ScoreOptions(progress=False, decode_threads=2, replicates=100, batch_size=4))
+    assert threaded["metrics"] == inline["metrics"] and threaded["fingerprint"] == inline["fingerprint"]
+    assert (run / "scores.jsonl").read_bytes() == scores_inline
+    bad = run / "videos/hammer_strike/v2_clip-01.mp4"
+    bad.write_bytes(bad.read_bytes()[:1500])
+    with pytest.raises(avio.MediaError, match="v2_clip-01.mp4: .*(corrupt|truncated)"):
+        score_run(run, suite, ScoreOptions(progress=False, decode_threads=2, replicates=100, batch_size=4))
+    assert not [t for t in threading.enumerate() if t.name.startswith("asva-decode")]
+
+
+def test_prefetched_keeps_order_and_bounds_the_look_ahead():
+    import threading
+    from asva_bench.scoring import prefetched
+    started, gate = [], threading.Event()
+
+    def work(i):
+        started.append(i)
+        if i == 0:
+            gate.wait(5)
+        return i * i
+    gen = prefetched(work, range(20), threads=2, ahead=3)
+    first = threading.Thread(target=lambda: started.append(("got", next(gen))))
+    first.start()
+    import time
+    time.sleep(0.2)
+    # item 0 is awaited, 3 more are queued behind it, no more
+    assert sorted(x for x in started if isinstance(x, int)) == [0, 1, 2, 3]
+    gate.set()
+    first.join(5)
+    assert [next(gen) for _ in range(19)] == [i * i for i in range(1, 20)]
+    assert list(prefetched(work, range(5), threads=0, ahead=2)) == [0, 1, 4, 9, 16]
 
 
 def test_changed_dataset_is_refused(tiny_dataset, tmp_path, suite):
     run = generate(tiny_dataset, tmp_path / "r")
     make_video(tiny_dataset / "videos/hammer_strike/v1.mp4", seconds=4.5, seed=99)
     with pytest.raises(ScoringError, match="changed since the run was generated.*--allow-dataset-change"):
-        score_run(run, suite, ScoreOptions(progress=False, num_workers=0))
-    res = score_run(run, suite, ScoreOptions(progress=False, num_workers=0, allow_dataset_change=True,
+        score_run(run, suite, ScoreOptions(progress=False, decode_threads=0))
+    res = score_run(run, suite, ScoreOptions(progress=False, decode_threads=0, allow_dataset_change=True,
                                              replicates=100))
     assert res["dataset_changed"] is True
 
 
 def test_torchrun_scoring_equals_single_process(tiny_dataset, tmp_path, suite):
     run = generate(tiny_dataset, tmp_path / "r")
-    single = score_run(run, suite, ScoreOptions(progress=False, num_workers=0, replicates=100))
+    single = score_run(run, suite, ScoreOptions(progress=False, decode_threads=0, replicates=100))
     (run / "results.json").unlink()
     torchrun = Path(sys.executable).with_name("torchrun")
     res = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29541", "-m", "asva_bench.cli",
@@ -129,7 +170,7 @@ def test_results_table_refuses_mixed_fingerprints(tiny_dataset, tmp_path, suite,
     a = generate(tiny_dataset, tmp_path / "a")
     b = generate(tiny_dataset, tmp_path / "b", "static", "--limit", "1")
     for r in (a, b):
-        score_run(r, suite, ScoreOptions(progress=False, num_workers=0, replicates=50))
+        score_run(r, suite, ScoreOptions(progress=False, decode_threads=0, replicates=50))
     with pytest.raises(ResultsError, match="different fingerprints"):
         to_frame([load_results(a), load_results(b)])
     assert main(["results", "table", str(a), str(b), "--allow-mixed", "--out", str(tmp_path / "t")]) == 0

@@ -40,12 +40,12 @@ def test_rescoring_on_the_other_track(tiny_dataset, tmp_path, capsys):
                  "--profile", "mini", "--out", str(run), "--no-score"]) == 0
     assert read_run(run).to_dict()["protocol"]["track"] == "corrected"
     suite = load_suite("mini")
-    own = score_run(run, suite, ScoreOptions(progress=False, replicates=100, num_workers=0))
+    own = score_run(run, suite, ScoreOptions(progress=False, replicates=100, decode_threads=0))
     own_bytes = (run / "results.json").read_bytes()
     texts = []
     embed = suite.embed_text
     suite.embed_text = lambda t: (texts.extend(t), embed(t))[1]
-    other = score_run(run, suite, ScoreOptions(progress=False, replicates=100, num_workers=0,
+    other = score_run(run, suite, ScoreOptions(progress=False, replicates=100, decode_threads=0,
                                                track="asva-reference"))
     assert texts == ["dog_bark", "hammer_strike"]  # IT's text: the raw folder names
     suite.embed_text = embed
