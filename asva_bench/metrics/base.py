@@ -126,9 +126,10 @@ class FrechetMetric(AsvaMetric):
         return torch.tensor(frechet_distance_from_features(_cat(self.fake).numpy(), _cat(self.real).numpy()),
                             dtype=torch.float64)
 
-    def summary(self, replicates: int | None = None, device: str = "cpu") -> dict:
+    def summary(self, replicates: int | None = None, device: str = "cpu", threads: int = 1) -> dict:
         """Value and percentile interval; every replicate is an exact Frechet distance of the drawn
-        videos' rows (frechet.bootstrap_frechet; on a CUDA ``device`` in float64 there)."""
+        videos' rows (frechet.bootstrap_frechet, ``threads`` replicates at once; on a CUDA ``device``
+        in float64 there)."""
         fake, real = _cat(self.fake).numpy(), _cat(self.real).numpy()
         fv, rv = _cat(self.fake_videos).numpy(), _cat(self.real_videos).numpy()
         value = frechet_distance_from_features(fake, real)
@@ -137,7 +138,8 @@ class FrechetMetric(AsvaMetric):
         n = replicates or self.bootstrap_replicates
         counts = bootstrap.draw_counts(len(videos), n)
         lo, hi = bootstrap.percentile_ci(bootstrap_frechet(
-            fake, np.searchsorted(videos, fv), real, np.searchsorted(videos, rv), counts, device=device))
+            fake, np.searchsorted(videos, fv), real, np.searchsorted(videos, rv), counts, device=device,
+            threads=threads))
         return {"mean": value, "ci_low": lo, "ci_high": hi, "higher_is_better": False,
                 "scale": self.scale, "n_rows": int(len(fv)), "n_videos": int(len(videos)),
                 "long_name": self.long_name}

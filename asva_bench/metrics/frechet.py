@@ -157,17 +157,20 @@ class _SampleSpace:
         tr2 = (float(b @ np.diag(g22)) - n2 * m22) / (n2 - 1.0)
         centred = g12 - g12b[:, None] - ag12[None, :] + m12
         k = np.sqrt(a)[:, None] * centred * np.sqrt(b)[None, :] / np.sqrt((n1 - 1.0) * (n2 - 1.0))
-        nuclear = float(np.linalg.svd(k, compute_uv=False).sum())
+        nuclear = float(_torch().linalg.svdvals(_torch().from_numpy(k)).sum())
         return max(m11 + m22 - 2.0 * m12 + tr1 + tr2 - 2.0 * nuclear, 0.0)
 
 
-def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray, device: str = "cpu") -> np.ndarray:
+def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray, device: str = "cpu",
+                      threads: int = 1) -> np.ndarray:
     """Frechet distance of each bootstrap replicate.
 
     ``fake_video`` / ``real_video``: video number (0..V-1) of each row; ``counts``:
     [replicates, V] draw counts (bootstrap.draw_counts).  A drawn video contributes its
     rows to both sets.  Equal to recomputing gaussian_stats and frechet_distance on the
     drawn rows (tested), by the cheaper exact route of each replicate (see above).
+    ``threads``: replicates computed by that many threads at once (each replicate the same
+    operations, so the same numbers; the caller limits BLAS to one thread a replicate).
     """
     fake_video, real_video = np.asarray(fake_video), np.asarray(real_video)
     V = counts.shape[1]
@@ -188,20 +191,58 @@ def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray, de
     out = np.empty(len(counts))
     if in_samples.any():
         space = _SampleSpace(x1, x2)
-        for r in np.flatnonzero(in_samples):
-            out[r] = space.distance(w1[r], w2[r])
+
+        def sample_route(reps):
+            for r in reps:
+                out[r] = space.distance(w1[r], w2[r])
+        _in_threads(sample_route, _split(np.flatnonzero(in_samples), threads), threads)
     rest = np.flatnonzero(~in_samples)
     if not len(rest):
         return out
     if moments_fit and not str(device).startswith("cuda"):
-        _feature_space_moments(x1, fake_video, x2, real_video, counts, rest, out)
+        _feature_space_moments(x1, fake_video, x2, real_video, counts, rest, out, threads)
         return out
     if str(device).startswith("cuda"):
         _feature_space_torch(x1, w1, x2, w2, rest, out, device)
         return out
-    for r in rest:
-        out[r] = frechet_distance(*weighted_stats(x1, w1[r]), *weighted_stats(x2, w2[r]))
+
+    def drawn_rows(reps):
+        for r in reps:
+            out[r] = _frechet_replicate(*weighted_stats(x1, w1[r]), *weighted_stats(x2, w2[r]))
+    _in_threads(drawn_rows, _split(rest, threads), threads)
     return out
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _frechet_replicate(mu1, s1, mu2, s2) -> float:
+    """frechet_distance of one replicate's float64 statistics, its decompositions in torch."""
+    t = _torch()
+    s1, s2 = t.from_numpy(np.ascontiguousarray(s1)), t.from_numpy(np.ascontiguousarray(s2))
+    return _frechet_torch(t.from_numpy(np.asarray(mu1)), s1, t.from_numpy(np.asarray(mu2)), s2)
+
+
+def _in_threads(work, pieces, threads: int) -> None:
+    """work(piece) for each piece of replicates, in ``threads`` threads (at least one, so a
+    replicate always runs in the same setting: one torch thread, whatever the caller's).
+
+    The replicates' decompositions run in torch: its LAPACK (MKL) releases the GIL and runs
+    concurrently in several threads, where numpy's LAPACK calls (OpenBLAS) were measured to run one
+    at a time. Matrix products stay in numpy (they run concurrently there)."""
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, min(threads, len(pieces))), initializer=_torch().set_num_threads,
+                            initargs=(1,)) as pool:
+        list(pool.map(work, pieces))    # list(): re-raises a replicate's error here
+
+
+def _split(reps: np.ndarray, parts: int) -> list:
+    return np.array_split(reps, max(1, min(len(reps), parts)))
 
 
 def _feature_space_torch(x1, w1, x2, w2, reps, out, device) -> None:
@@ -222,21 +263,28 @@ def _feature_space_torch(x1, w1, x2, w2, reps, out, device) -> None:
         out[r] = _frechet_torch(*stats)
 
 
-def _feature_space_moments(x1, v1, x2, v2, counts, reps, out) -> None:
-    """Replicates ``reps`` from per-video sums: the rows are summed once per video, and a chunk of
-    replicates' sums is one matrix product per side."""
+def _feature_space_moments(x1, v1, x2, v2, counts, reps, out, threads: int = 1) -> None:
+    """Replicates ``reps`` from per-video sums: the rows are summed once per video, and a part of
+    the replicates' sums is one matrix product per side."""
     V = counts.shape[1]
-    sides = [per_video_moments(x, vid, V, 0.0) for x, vid in ((x1, v1), (x2, v2))]
+    sides = [None, None]
+
+    def side_moments(k):
+        x, vid = ((x1, v1), (x2, v2))[k[0]]
+        sides[k[0]] = per_video_moments(x, vid, V, 0.0)
+    _in_threads(side_moments, [[0], [1]], threads)
     D = sides[0][1].shape[1]
-    chunk = max(1, int(5e6 // (D * D)))               # replicates whose second moments fit in ~40 MB
-    for start in range(0, len(reps), chunk):
-        idx = reps[start:start + chunk]
+    # parts of at most ~40 MB of second moments, and at least 8 (1, 2, 4 or 8 threads share them
+    # evenly); the parts depend on the sizes only, so the numbers do not depend on the threads
+    parts = max(8, -(-len(reps) // max(1, int(5e6 // (D * D)))))
+
+    def work(idx):
         w = counts[idx]
-        parts = [(w @ n_v, w @ sums, (w @ outer.reshape(V, D * D)).reshape(-1, D, D))
-                 for n_v, sums, outer in sides]
+        sums = [(w @ n_v, w @ s, (w @ outer.reshape(V, D * D)).reshape(-1, D, D)) for n_v, s, outer in sides]
         for i, r in enumerate(idx):
             stats = []
-            for n, s1, s2 in parts:
+            for n, s1, s2 in sums:
                 mu = s1[i] / n[i]
                 stats += [mu, (s2[i] - n[i] * np.outer(mu, mu)) / (n[i] - 1.0)]
-            out[r] = frechet_distance(*stats)
+            out[r] = _frechet_replicate(*stats)
+    _in_threads(work, _split(reps, parts), threads)
