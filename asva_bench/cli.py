@@ -480,6 +480,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(heavy=bool(argv) and argv[0] in HEAVY_COMMANDS)
     args = parser.parse_args(argv)
+    from .heap import keep_freed_memory
+    keep_freed_memory()     # batched forwards reuse their freed activations (heap.py)
     from .adapters import AdapterError
     from .avio import MediaError
     from .datasets import DatasetError
