@@ -100,6 +100,20 @@ def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor
 
     The protocol track reads all the file's frames and its sample-accurate audio; the asva-reference
     track reads the file as the reference evaluation does (one centred clip, reference_io)."""
+    frames, audio, length = read_generated_clip(path, cfg)
+    return frames_to_float(frames), audio, length
+
+
+def frames_to_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (any leading shape) -> float in [0, 1]; float frames pass through."""
+    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
+
+
+def read_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """decode_generated_clip, the frames left as the file's uint8 where the track reads them as they
+    are (frames_to_float converts them): what the decoding threads do. They run no torch op on the
+    frames, whose OpenMP team would spin on the cores the forwards use; the conversion, element-wise,
+    runs on whole batches in the forwards' thread and gives the same numbers."""
     if rules(cfg).media == "reference":
         from .reference_io import decode_reference_generated
         clip = decode_reference_generated(path, cfg)
@@ -113,7 +127,7 @@ def decode_generated_clip(path: Path, cfg: ProtocolConfig) -> tuple[torch.Tensor
         if len(vf) != cfg.num_frames:
             raise MediaError(f"{path}: {len(vf)} frames, the protocol needs {cfg.num_frames}; regenerate "
                              "the clip (delete it and rerun `asva-bench run`)")
-        frames = torch.from_numpy(vf.get(np.arange(cfg.num_frames))).permute(0, 3, 1, 2).float() / 255.0
+        frames = torch.from_numpy(vf.get(np.arange(cfg.num_frames))).permute(0, 3, 1, 2)
         audio, length = audio_window(wav, sr, 0.0, cfg), cfg.audio_samples
     if tuple(frames.shape[-2:]) != (cfg.height, cfg.width):
         raise MediaError(f"{path}: frames are {frames.shape[-1]}x{frames.shape[-2]}, the protocol needs "
@@ -130,7 +144,7 @@ class _VideoItems:
 
     def __call__(self, group):
         entry, jobs = group
-        gen = [decode_generated_clip(self.run_dir / clip_relpath(j.clip_id), self.cfg) for j in jobs]
+        gen = [read_generated_clip(self.run_dir / clip_relpath(j.clip_id), self.cfg) for j in jobs]
         gt, video = None, None
         if self.need_gt:
             clips = decode_protocol_clips(entry.path, self.cfg)
@@ -367,7 +381,7 @@ def score_run(run_dir, suite: EvaluatorSuite, opts: ScoreOptions | None = None) 
     def flush():
         if not pending:
             return
-        frames = torch.stack([p["gen"][0] for p in pending])
+        frames = frames_to_float(torch.stack([p["gen"][0] for p in pending]))
         audio = torch.stack([p["gen"][1] for p in pending])
         with torch.no_grad():
             g = gen_features(suite, frames, audio, cfg, needs, [p["gen"][2] for p in pending])
