@@ -469,7 +469,9 @@ def build_parser(heavy: bool = True) -> argparse.ArgumentParser:
                                         "bootstrap interval (e.g. true vs shifted audio)")
     rp.add_argument("run_a", help="run folder or results.json (A)")
     rp.add_argument("run_b", help="run folder or results.json (B)")
-    rp.add_argument("--metric", default="relsync", help="relsync (default), alignsync, ia or it")
+    rp.add_argument("--metric", default="relsync",
+                    help="a metric with per-clip values in both runs' scores.jsonl (default relsync; the "
+                         "paper's are alignsync, ia, it and relsync; a plugin metric by its name)")
     rp.add_argument("--replicates", type=int, default=1000)
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_results_paired)
