@@ -168,7 +168,12 @@ def prefetched(fn, items, threads: int, ahead: int):
     from concurrent.futures import ThreadPoolExecutor
 
     it = iter(items)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="asva-decode")
+    # one torch thread each: where a track's reader does run tensor ops (the asva-reference track's
+    # conversion, the ground truth's clips), they would otherwise start an OpenMP team of their own
+    # whose threads spin on the cores the forwards use
+    own_threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="asva-decode", initializer=torch.set_num_threads,
+                              initargs=(1,))
     pending: deque = deque()
     try:
         for x in it:
@@ -185,6 +190,7 @@ def prefetched(fn, items, threads: int, ahead: int):
         for f in pending:
             f.cancel()
         pool.shutdown(wait=True)
+        torch.set_num_threads(own_threads)  # the default a new thread starts with, as it was
 
 
 # ---------------------------------------------------------------------------

@@ -108,6 +108,7 @@ def test_decoding_threads_give_the_inline_results_and_raise_its_errors(tiny_data
     stops without leaving its decoding threads running."""
     import threading
     run = generate(tiny_dataset, tmp_path / "r")
+    own = torch.get_num_threads()
     inline = score_run(run, suite, ScoreOptions(progress=False, decode_threads=0, replicates=100))
     scores_inline = (run / "scores.jsonl").read_bytes()
     threaded = score_run(run, suite, ScoreOptions(progress=False, decode_threads=2, replicates=100, batch_size=4))
@@ -118,6 +119,13 @@ def test_decoding_threads_give_the_inline_results_and_raise_its_errors(tiny_data
     with pytest.raises(avio.MediaError, match="v2_clip-01.mp4: .*(corrupt|truncated)"):
         score_run(run, suite, ScoreOptions(progress=False, decode_threads=2, replicates=100, batch_size=4))
     assert not [t for t in threading.enumerate() if t.name.startswith("asva-decode")]
+    # the decoding threads run single-threaded torch; the caller's setting, and the one a new thread
+    # starts with, are left as they were
+    seen = []
+    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    probe.start()
+    probe.join()
+    assert torch.get_num_threads() == own and seen == [own]
 
 
 def test_prefetched_keeps_order_and_bounds_the_look_ahead():

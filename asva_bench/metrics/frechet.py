@@ -236,9 +236,13 @@ def _in_threads(work, pieces, threads: int) -> None:
     if not pieces:
         return
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max(1, min(threads, len(pieces))), initializer=_torch().set_num_threads,
-                            initargs=(1,)) as pool:
-        list(pool.map(work, pieces))    # list(): re-raises a replicate's error here
+    torch, own_threads = _torch(), _torch().get_num_threads()
+    try:
+        with ThreadPoolExecutor(max(1, min(threads, len(pieces))), initializer=torch.set_num_threads,
+                                initargs=(1,)) as pool:
+            list(pool.map(work, pieces))    # list(): re-raises a replicate's error here
+    finally:
+        torch.set_num_threads(own_threads)  # the default a new thread starts with, as it was
 
 
 def _split(reps: np.ndarray, parts: int) -> list:
