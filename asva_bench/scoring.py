@@ -165,17 +165,15 @@ def prefetched(fn, items, threads: int, ahead: int):
         yield from map(fn, items)
         return
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+
+    from .threads import single_torch_thread_pool
 
     it = iter(items)
-    # one torch thread each: where a track's reader does run tensor ops (the asva-reference track's
-    # conversion, the ground truth's clips), they would otherwise start an OpenMP team of their own
-    # whose threads spin on the cores the forwards use
-    own_threads = torch.get_num_threads()
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="asva-decode", initializer=torch.set_num_threads,
-                              initargs=(1,))
     pending: deque = deque()
-    try:
+    # single torch threads: where a track's reader runs tensor ops (the asva-reference track's
+    # conversion, the ground truth's clips), a team of OpenMP threads would spin beside the forwards;
+    # on exit (an error, an abandoned loop) what is queued is dropped, what runs is waited for
+    with single_torch_thread_pool(threads, "asva-decode") as pool:
         for x in it:
             pending.append(pool.submit(fn, x))
             if len(pending) >= ahead:
@@ -186,11 +184,6 @@ def prefetched(fn, items, threads: int, ahead: int):
                 pending.append(pool.submit(fn, x))
                 break
             yield done.result()
-    finally:  # an error or an abandoned loop: drop what was queued, wait for what runs
-        for f in pending:
-            f.cancel()
-        pool.shutdown(wait=True)
-        torch.set_num_threads(own_threads)  # the default a new thread starts with, as it was
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ pytorch-fid) and no complex round-off is needed.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +125,6 @@ def weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _frechet_torch(mu1, s1, mu2, s2) -> float:
     """frechet_distance in float64 torch on the tensors' device (same Cholesky route)."""
-    import torch
     diff = mu1 - mu2
     try:
         a = torch.linalg.cholesky((s1 + s1.T) / 2.0)
@@ -157,7 +157,7 @@ class _SampleSpace:
         tr2 = (float(b @ np.diag(g22)) - n2 * m22) / (n2 - 1.0)
         centred = g12 - g12b[:, None] - ag12[None, :] + m12
         k = np.sqrt(a)[:, None] * centred * np.sqrt(b)[None, :] / np.sqrt((n1 - 1.0) * (n2 - 1.0))
-        nuclear = float(_torch().linalg.svdvals(_torch().from_numpy(k)).sum())
+        nuclear = float(torch.linalg.svdvals(torch.from_numpy(k)).sum())
         return max(m11 + m22 - 2.0 * m12 + tr1 + tr2 - 2.0 * nuclear, 0.0)
 
 
@@ -213,16 +213,10 @@ def bootstrap_frechet(fake, fake_video, real, real_video, counts: np.ndarray, de
     return out
 
 
-def _torch():
-    import torch
-    return torch
-
-
 def _frechet_replicate(mu1, s1, mu2, s2) -> float:
     """frechet_distance of one replicate's float64 statistics, its decompositions in torch."""
-    t = _torch()
-    s1, s2 = t.from_numpy(np.ascontiguousarray(s1)), t.from_numpy(np.ascontiguousarray(s2))
-    return _frechet_torch(t.from_numpy(np.asarray(mu1)), s1, t.from_numpy(np.asarray(mu2)), s2)
+    s1, s2 = torch.from_numpy(np.ascontiguousarray(s1)), torch.from_numpy(np.ascontiguousarray(s2))
+    return _frechet_torch(torch.from_numpy(np.asarray(mu1)), s1, torch.from_numpy(np.asarray(mu2)), s2)
 
 
 def _in_threads(work, pieces, threads: int) -> None:
@@ -232,17 +226,10 @@ def _in_threads(work, pieces, threads: int) -> None:
     The replicates' decompositions run in torch: its LAPACK (MKL) releases the GIL and runs
     concurrently in several threads, where numpy's LAPACK calls (OpenBLAS) were measured to run one
     at a time. Matrix products stay in numpy (they run concurrently there)."""
+    from ..threads import single_torch_thread_pool
     pieces = [p for p in pieces if len(p)]
-    if not pieces:
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    torch, own_threads = _torch(), _torch().get_num_threads()
-    try:
-        with ThreadPoolExecutor(max(1, min(threads, len(pieces))), initializer=torch.set_num_threads,
-                                initargs=(1,)) as pool:
-            list(pool.map(work, pieces))    # list(): re-raises a replicate's error here
-    finally:
-        torch.set_num_threads(own_threads)  # the default a new thread starts with, as it was
+    with single_torch_thread_pool(min(threads, len(pieces)), "asva-bootstrap") as pool:
+        list(pool.map(work, pieces))    # list(): re-raises a replicate's error here
 
 
 def _split(reps: np.ndarray, parts: int) -> list:
@@ -251,7 +238,6 @@ def _split(reps: np.ndarray, parts: int) -> list:
 
 def _feature_space_torch(x1, w1, x2, w2, reps, out, device) -> None:
     """Replicates ``reps`` from the weighted drawn rows, in float64 torch on ``device``."""
-    import torch
     t1, t2 = (torch.as_tensor(x, dtype=torch.float64, device=device) for x in (x1, x2))
     for r in reps:
         stats = []
@@ -271,12 +257,9 @@ def _feature_space_moments(x1, v1, x2, v2, counts, reps, out, threads: int = 1) 
     """Replicates ``reps`` from per-video sums: the rows are summed once per video, and a part of
     the replicates' sums is one matrix product per side."""
     V = counts.shape[1]
-    sides = [None, None]
-
-    def side_moments(k):
-        x, vid = ((x1, v1), (x2, v2))[k[0]]
-        sides[k[0]] = per_video_moments(x, vid, V, 0.0)
-    _in_threads(side_moments, [[0], [1]], threads)
+    from ..threads import single_torch_thread_pool
+    with single_torch_thread_pool(min(threads, 2), "asva-bootstrap") as pool:   # the two sides at once
+        sides = list(pool.map(lambda side: per_video_moments(*side, V, 0.0), ((x1, v1), (x2, v2))))
     D = sides[0][1].shape[1]
     # parts of at most ~40 MB of second moments, and at least 8 (1, 2, 4 or 8 threads share them
     # evenly); the parts depend on the sizes only, so the numbers do not depend on the threads
