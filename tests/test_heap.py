@@ -1,11 +1,11 @@
 """heap.keep_freed_memory: freed activations are reused instead of page-faulted in again."""
 
 import json
+import platform
 import subprocess
 import sys
 import textwrap
 
-import pytest
 
 PROBE = textwrap.dedent("""
     import json, resource, sys
@@ -34,11 +34,14 @@ def probe(env_extra):
     return json.loads(out.stdout)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
 def test_tuned_heap_reuses_freed_blocks_and_the_flag_turns_it_off():
     tuned = probe({"ASVA_BENCH_NO_HEAP_TUNING": ""})
     plain = probe({"ASVA_BENCH_NO_HEAP_TUNING": "1"})
-    assert tuned["on"] and tuned["again"] and not plain["on"]
+    assert not plain["on"] and tuned["again"] == tuned["on"]
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert tuned["on"] == glibc         # elsewhere (macOS, musl) it reports that it did nothing
+    if not glibc:
+        return
     # untuned, glibc returns part of the freed heap top to the kernel and each round faults it in
     # again (about 4,000 pages a round measured here); tuned, the rounds reuse the same pages
     assert plain["faults"] > 20_000

@@ -12,6 +12,7 @@ from asva_bench import avio
 from asva_bench.cli import main
 from asva_bench.evaluators import load_suite
 from asva_bench.feature_cache import FeatureCache
+from asva_bench.fsutil import is_temp_file
 from asva_bench.metrics import METRIC_ORDER, AlignSync, RelSync
 from asva_bench.protocol import MINI
 from asva_bench.results import ResultsError, load_results, to_frame
@@ -114,10 +115,18 @@ def test_decoding_threads_give_the_inline_results_and_raise_its_errors(tiny_data
     threaded = score_run(run, suite, ScoreOptions(progress=False, decode_threads=2, replicates=100, batch_size=4))
     assert threaded["metrics"] == inline["metrics"] and threaded["fingerprint"] == inline["fingerprint"]
     assert (run / "scores.jsonl").read_bytes() == scores_inline
+    # the asva-reference track's reader (tensor ops in the decoding threads) gives the same too
+    ref = [score_run(run, suite, ScoreOptions(progress=False, decode_threads=n, replicates=100, batch_size=4,
+                                              track="asva-reference")) for n in (0, 2)]
+    assert ref[0]["metrics"] == ref[1]["metrics"] and ref[0]["fingerprint"] == ref[1]["fingerprint"]
+    results = (run / "results.json").read_bytes()
     bad = run / "videos/hammer_strike/v2_clip-01.mp4"
     bad.write_bytes(bad.read_bytes()[:1500])
     with pytest.raises(avio.MediaError, match="v2_clip-01.mp4: .*(corrupt|truncated)"):
         score_run(run, suite, ScoreOptions(progress=False, decode_threads=2, replicates=100, batch_size=4))
+    # nothing half-written: the previous results stand, no temporary file is left
+    assert (run / "results.json").read_bytes() == results and (run / "scores.jsonl").read_bytes() == scores_inline
+    assert not [f for f in run.rglob("*") if f.is_file() and is_temp_file(f)]
     assert not [t for t in threading.enumerate() if t.name.startswith("asva-decode")]
     # the decoding threads run single-threaded torch; the caller's setting, and the one a new thread
     # starts with, are left as they were
