@@ -4,8 +4,9 @@ glibc hands every allocation above its mmap threshold (128 KiB at start, raised
 only when such a block is freed) fresh pages from the kernel, and returns freed
 memory at the top of the heap past 128 KiB. A batched forward allocates and frees
 the same large activations every batch, so each batch page-faults them in again:
-measured on the 450-clip mini scoring run, about 760,000 page faults and 1.5 s of
-kernel time a pass of the backbones (docs/protocol.md, "Scoring speed").
+measured on the 450-clip mini scoring run, 386,000 page faults a pass of the
+backbones, and none with the tuning (benchmarks/bench_scoring.py; docs/protocol.md,
+"Scoring speed").
 
 ``keep_freed_memory`` raises both thresholds once per process: blocks up to
 32 MiB come from the heap and are reused, and up to 1 GiB of freed memory stays
